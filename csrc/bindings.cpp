@@ -1,0 +1,119 @@
+// The only pybind11 file. Python (lowbit/ops.py) validates tensors and passes raw data
+// pointers as integers; here each call releases the GIL, runs the C API and turns a failure
+// status into a Python exception carrying lowbit_last_error(). No torch anywhere in C++.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "lowbit/lowbit.h"
+#ifdef LOWBIT_WITH_CUDA
+#include "lowbit/lowbit_cuda.h"
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+template <class T>
+T *ptr(std::uintptr_t p) { return reinterpret_cast<T *>(p); }
+
+void check(lowbit_status st) {
+  if (st == LOWBIT_OK) return;
+  const std::string msg = std::string("lowbit: ") + lowbit_last_error();
+  if (st == LOWBIT_ERR_UNSUPPORTED || st == LOWBIT_ERR_CUDA) throw std::runtime_error(msg);
+  throw py::value_error(msg);
+}
+
+lowbit_weight make_weight(int scheme, int64_t N, int64_t K, int64_t group_size, std::uintptr_t qweight,
+                          std::uintptr_t scales, std::uintptr_t zeros, std::uintptr_t bias) {
+  return lowbit_weight{static_cast<lowbit_scheme>(scheme), N, K, group_size, ptr<const uint8_t>(qweight),
+                       ptr<const uint16_t>(scales), ptr<const uint8_t>(zeros), ptr<const float>(bias)};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "lowbit's compiled core (torch-free); use the lowbit package, not this module.";
+  m.attr("FORMAT_VERSION") = LOWBIT_FORMAT_VERSION;
+  m.def("version", &lowbit_version);
+  m.def("scheme_name", [](int s) {
+    const char *n = lowbit_scheme_name(static_cast<lowbit_scheme>(s));
+    if (!n) throw py::value_error("lowbit: unknown scheme id " + std::to_string(s));
+    return std::string(n);
+  });
+  m.def("weight_bits", [](int s) { return lowbit_weight_bits(static_cast<lowbit_scheme>(s)); });
+  m.def("act_bits", [](int s) { return lowbit_act_bits(static_cast<lowbit_scheme>(s)); });
+  m.def("packed_row_bytes", [](int s, int64_t K) { return lowbit_packed_row_bytes(static_cast<lowbit_scheme>(s), K); });
+
+  m.def("pack", [](int s, std::uintptr_t codes, int64_t N, int64_t K, std::uintptr_t out, int64_t out_bytes) {
+    lowbit_status st;
+    {
+      py::gil_scoped_release nogil;
+      st = lowbit_pack(static_cast<lowbit_scheme>(s), ptr<const uint8_t>(codes), N, K, ptr<uint8_t>(out), out_bytes);
+    }
+    check(st);
+  });
+  m.def("unpack", [](int s, std::uintptr_t packed, int64_t N, int64_t K, std::uintptr_t codes, int64_t codes_bytes) {
+    lowbit_status st;
+    {
+      py::gil_scoped_release nogil;
+      st = lowbit_unpack(static_cast<lowbit_scheme>(s), ptr<const uint8_t>(packed), N, K, ptr<uint8_t>(codes), codes_bytes);
+    }
+    check(st);
+  });
+  m.def("quantize_act", [](std::uintptr_t x, int dtype, int64_t M, int64_t K, int bits, std::uintptr_t q, std::uintptr_t scale) {
+    lowbit_status st;
+    {
+      py::gil_scoped_release nogil;
+      st = lowbit_quantize_act(ptr<const void>(x), static_cast<lowbit_dtype>(dtype), M, K, bits, ptr<int8_t>(q), ptr<float>(scale));
+    }
+    check(st);
+  });
+  m.def("linear", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
+                     std::uintptr_t zeros, std::uintptr_t bias, std::uintptr_t x, int x_dtype, int64_t M,
+                     std::uintptr_t y, int y_dtype) {
+    const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, zeros, bias);
+    lowbit_status st;
+    {
+      py::gil_scoped_release nogil;
+      st = lowbit_linear(&w, ptr<const void>(x), static_cast<lowbit_dtype>(x_dtype), M, ptr<void>(y), static_cast<lowbit_dtype>(y_dtype));
+    }
+    check(st);
+  });
+  m.def("linear_q", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
+                       std::uintptr_t bias, std::uintptr_t q, std::uintptr_t scale, int64_t M, std::uintptr_t y,
+                       int y_dtype) {
+    const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, 0, bias);
+    lowbit_status st;
+    {
+      py::gil_scoped_release nogil;
+      st = lowbit_linear_q(&w, ptr<const int8_t>(q), ptr<const float>(scale), M, ptr<void>(y), static_cast<lowbit_dtype>(y_dtype));
+    }
+    check(st);
+  });
+
+  m.def("cpu_isa", &lowbit_cpu_isa);
+  m.def("cpu_isa_supported", &lowbit_cpu_isa_supported);
+  m.def("set_cpu_isa", [](const std::string &isa) { check(lowbit_set_cpu_isa(isa.c_str())); });
+  m.def("set_num_threads", &lowbit_set_num_threads);
+  m.def("get_num_threads", &lowbit_get_num_threads);
+
+#ifdef LOWBIT_WITH_CUDA
+  m.attr("CUDA_COMPILED") = true;
+  m.def("cuda_linear", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
+                          std::uintptr_t zeros, std::uintptr_t bias, std::uintptr_t x, int x_dtype, int64_t M,
+                          std::uintptr_t y, int y_dtype, std::uintptr_t stream) {
+    const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, zeros, bias);
+    lowbit_status st;
+    {
+      py::gil_scoped_release nogil;
+      st = lowbit_cuda_linear(&w, ptr<const void>(x), static_cast<lowbit_dtype>(x_dtype), M, ptr<void>(y),
+                              static_cast<lowbit_dtype>(y_dtype), ptr<void>(stream));
+    }
+    check(st);
+  });
+#else
+  m.attr("CUDA_COMPILED") = false;
+#endif
+}

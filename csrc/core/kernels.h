@@ -1,0 +1,37 @@
+// The CPU dispatch table: one entry per kernel family, filled by the scalar reference and
+// overridden by whatever a faster ISA implements. The core API (api.cpp) validates arguments,
+// converts fp16/bf16 to float32 at the edges, and calls through the table.
+#ifndef LOWBIT_CORE_KERNELS_H
+#define LOWBIT_CORE_KERNELS_H
+
+#include <cstdint>
+
+#include "lowbit/formats.h"
+#include "lowbit/lowbit.h"
+
+namespace lowbit {
+
+struct KernelTable {
+  const char *isa;
+  // y[M,N] (float32) = x[M,K] @ dequant(w)^T + bias, w4a16 / w3a16.
+  void (*weight_only)(const lowbit_weight &w, const float *x, int64_t M, float *y);
+  // y[M,N] = scale[m] * sum_g wscale[n,g] * int_dot_g(q[m,:], w[n,:]) + bias, for the
+  // integer schemes (w8a8, w4a8, w4a4, w3a3); q holds signed codes in int8.
+  void (*integer)(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y);
+  // The same for ternary and binary, computed without multiplications in the inner loop.
+  void (*addonly)(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y);
+  // Per-token symmetric activation quantization (see lowbit_quantize_act).
+  void (*quantize_act)(const float *x, int64_t M, int64_t K, int bits, int8_t *q, float *scale);
+};
+
+// The scalar reference: the oracle every other kernel is tested against.
+const KernelTable &scalar_kernels();
+// Tables of the SIMD builds; nullptr when this build has none (see cpu/avx2, cpu/avx512).
+const KernelTable *avx2_kernels();
+const KernelTable *avx512_kernels();
+
+// The table in use (CPUID + xgetbv + LOWBIT_ISA; see dispatch.cpp).
+const KernelTable &active_kernels();
+
+}  // namespace lowbit
+#endif

@@ -1,0 +1,123 @@
+#include "core/threads.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "lowbit/lowbit.h"
+
+namespace lowbit {
+namespace {
+
+thread_local bool t_inside_pool = false;
+
+class Pool {
+ public:
+  ~Pool() { resize(0); }
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // n total threads including the caller.
+  void resize(int n) {
+    n = std::max(n, 1);
+    if (n == size()) return;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto &t : workers_) t.join();
+    workers_.clear();
+    stop_ = false;
+    // Each worker starts from the current generation, so a job posted before it first waits
+    // is still seen as new.
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, g = generation_] { loop(g); });
+  }
+
+  void run(int64_t n_tasks, const std::function<void(int64_t)> &fn) {
+    std::lock_guard<std::mutex> one_job(job_mu_);  // one job at a time from any caller thread
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      fn_ = &fn;
+      n_tasks_ = n_tasks;
+      next_.store(0);
+      active_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [this] { return active_ == 0; });
+    fn_ = nullptr;
+  }
+
+ private:
+  void work() {
+    t_inside_pool = true;
+    for (int64_t t; (t = next_.fetch_add(1)) < n_tasks_;) (*fn_)(t);
+    t_inside_pool = false;
+  }
+
+  void loop(uint64_t seen) {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stop_) return;
+      }
+      work();
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--active_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_, job_mu_;
+  std::condition_variable cv_, done_cv_;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  const std::function<void(int64_t)> *fn_ = nullptr;
+  int64_t n_tasks_ = 0;
+  std::atomic<int64_t> next_{0};
+  int active_ = 0;
+};
+
+std::atomic<int> g_requested{0};  // 0: not set, use hardware concurrency
+std::mutex g_pool_mu;
+
+Pool &pool() {
+  static Pool p;
+  return p;
+}
+
+int resolve(int n) {
+  if (n > 0) return n;
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc ? static_cast<int>(hc) : 1;
+}
+
+}  // namespace
+
+int num_threads() { return resolve(g_requested.load()); }
+
+void parallel_for(int64_t n_tasks, const std::function<void(int64_t)> &fn) {
+  if (n_tasks <= 0) return;
+  const int n = num_threads();
+  if (n_tasks == 1 || n == 1 || t_inside_pool) {
+    for (int64_t t = 0; t < n_tasks; ++t) fn(t);
+    return;
+  }
+  std::lock_guard<std::mutex> lk(g_pool_mu);
+  pool().resize(n);
+  pool().run(n_tasks, fn);
+}
+
+}  // namespace lowbit
+
+extern "C" void lowbit_set_num_threads(int n) { lowbit::g_requested.store(n > 0 ? n : 0); }
+extern "C" int lowbit_get_num_threads(void) { return lowbit::num_threads(); }

@@ -1,0 +1,17 @@
+// A small persistent thread pool for the CPU kernels. Workers sleep on a condition variable
+// between jobs (no spinning: on a loaded 2-core machine spin-waiting peers starve each other),
+// and the calling thread works too, so n threads means n-1 workers.
+#ifndef LOWBIT_CORE_THREADS_H
+#define LOWBIT_CORE_THREADS_H
+
+#include <cstdint>
+#include <functional>
+
+namespace lowbit {
+// Runs fn(task) for task in [0, n_tasks) on up to get_num_threads() threads and returns when
+// all are done. Tasks are handed out dynamically (an atomic counter), so uneven tasks balance.
+// Nested calls from inside a task run serially.
+void parallel_for(int64_t n_tasks, const std::function<void(int64_t)> &fn);
+int num_threads();
+}  // namespace lowbit
+#endif

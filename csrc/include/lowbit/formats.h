@@ -1,0 +1,131 @@
+// lowbit — the one packing spec (docs/formats.md is the same text for people).
+//
+// Every scheme stores its weights as unsigned codes u of b bits, row by row ([N, K], K along
+// the row), in blocks of 32 consecutive codes of one row. K is padded up to a multiple of 32;
+// padded codes are 0 and never contribute (kernels treat activations past K as zero).
+//
+//   value of a code                                   b    block bytes
+//   w4a16, w3a16   w = scale[g] * (u - zero[g])       4/3  16 / 12
+//   w8a8           q = u - 128   in [-128, 127]        8    32
+//   w4a8, w4a4     q = u - 8     in [-8, 7]            4    16
+//   w3a3           q = u - 4     in [-4, 3]            3    12
+//   ternary        q = u - 1     in {-1, 0, +1}; u=3 is invalid   2   8
+//   binary         q = 2u - 1    in {-1, +1}           1    4
+//   and w = scale[g] * q for all but w4a16/w3a16.
+//
+// Bit layout of one block of 32 codes c[0..31] (byte j of the block, bit 0 = least significant):
+//
+//   b = 8   byte j = c[j]
+//   b = 4   byte j (j < 16) = c[j] | c[j+16] << 4
+//             -> low nibbles are codes 0..15, high nibbles 16..31: one AND / one shift
+//                gives 16 consecutive codes (ggml's Q4_0 order).
+//   b = 2   byte j (j < 8) = c[j] | c[j+8] << 2 | c[j+16] << 4 | c[j+24] << 6
+//   b = 1   4 bytes = one little-endian uint32, bit i = c[i]
+//             -> the block is directly an AVX-512 mask / a popcount word.
+//   b = 3   12 bytes: bytes 0..7 = the low 2 bits of each code in the b = 2 layout,
+//           bytes 8..11 = the high bit of each code in the b = 1 layout (ggml q3_K's planes).
+//
+// Scales are IEEE binary16, one per (row, group), [N, G] with G = ceil(K / group_size);
+// group_size is a multiple of 32 or K (one group per row), and the last group may be
+// partial. w4a16/w3a16 also store zero[N, G] as one unsigned byte each.
+#ifndef LOWBIT_FORMATS_H
+#define LOWBIT_FORMATS_H
+
+#include <cstdint>
+
+#include "lowbit/lowbit.h"
+
+namespace lowbit {
+
+constexpr int kBlock = 32;  // codes per packed block, and the granularity of group sizes
+
+enum class Compute : uint8_t {
+  WeightOnly,  // dequantize to float, float multiply-add
+  Integer,     // int8 activations x signed int weights, int32 accumulate
+  AddOnly      // int8 activations added or subtracted by the weight's sign
+};
+
+struct SchemeInfo {
+  const char *name;
+  int wbits;         // bits of a stored code
+  int abits;         // activation bits (16: float activations)
+  int block_bytes;   // bytes per block of 32 codes
+  int code_offset;   // q = u - code_offset (binary: q = 2u - 1, see decode)
+  int max_code;      // largest valid u
+  bool has_zeros;    // per-group zero points stored
+  Compute compute;
+};
+
+// One table, in lowbit_scheme order.
+constexpr SchemeInfo kSchemes[LOWBIT_NUM_SCHEMES] = {
+    {"w4a16", 4, 16, 16, 0, 15, true, Compute::WeightOnly},
+    {"w3a16", 3, 16, 12, 0, 7, true, Compute::WeightOnly},
+    {"w8a8", 8, 8, 32, 128, 255, false, Compute::Integer},
+    {"w4a8", 4, 8, 16, 8, 15, false, Compute::Integer},
+    {"w4a4", 4, 4, 16, 8, 15, false, Compute::Integer},
+    {"w3a3", 3, 3, 12, 4, 7, false, Compute::Integer},
+    {"ternary", 2, 8, 8, 1, 2, false, Compute::AddOnly},
+    {"binary", 1, 8, 4, 0, 1, false, Compute::AddOnly},
+};
+
+// Block sizes are b * 32 / 8 bytes: checked once here so a table edit cannot drift.
+static_assert(kSchemes[LOWBIT_W4A16].block_bytes == 4 * 32 / 8, "w4a16 block");
+static_assert(kSchemes[LOWBIT_W3A16].block_bytes == 3 * 32 / 8, "w3a16 block");
+static_assert(kSchemes[LOWBIT_W8A8].block_bytes == 8 * 32 / 8, "w8a8 block");
+static_assert(kSchemes[LOWBIT_W4A8].block_bytes == 4 * 32 / 8, "w4a8 block");
+static_assert(kSchemes[LOWBIT_W4A4].block_bytes == 4 * 32 / 8, "w4a4 block");
+static_assert(kSchemes[LOWBIT_W3A3].block_bytes == 3 * 32 / 8, "w3a3 block");
+static_assert(kSchemes[LOWBIT_TERNARY].block_bytes == 2 * 32 / 8, "ternary block");
+static_assert(kSchemes[LOWBIT_BINARY].block_bytes == 1 * 32 / 8, "binary block");
+static_assert(sizeof(uint16_t) == 2, "fp16 scales are stored as 16-bit patterns");
+
+inline const SchemeInfo &scheme_info(lowbit_scheme s) { return kSchemes[s]; }
+
+inline int64_t padded_k(int64_t K) { return (K + kBlock - 1) / kBlock * kBlock; }
+inline int64_t row_bytes(lowbit_scheme s, int64_t K) {
+  return padded_k(K) / kBlock * kSchemes[s].block_bytes;
+}
+inline int64_t num_groups(int64_t K, int64_t group_size) {
+  return (K + group_size - 1) / group_size;
+}
+
+// Code i (0..31) of a packed block of `bits`-bit codes. The reference decoder: slow and plain.
+inline int block_code(const uint8_t *block, int bits, int i) {
+  switch (bits) {
+    case 8: return block[i];
+    case 4: return (block[i & 15] >> ((i >> 4) * 4)) & 0xF;
+    case 2: return (block[i & 7] >> ((i >> 3) * 2)) & 0x3;
+    case 1: return (block[i >> 3] >> (i & 7)) & 0x1;
+    case 3: return ((block[i & 7] >> ((i >> 3) * 2)) & 0x3) | (((block[8 + (i >> 3)] >> (i & 7)) & 1) << 2);
+    default: return 0;
+  }
+}
+
+// Store code c (already range-checked) at position i of a zero-initialised block.
+inline void block_set_code(uint8_t *block, int bits, int i, int c) {
+  switch (bits) {
+    case 8: block[i] = static_cast<uint8_t>(c); break;
+    case 4: block[i & 15] |= static_cast<uint8_t>(c << ((i >> 4) * 4)); break;
+    case 2: block[i & 7] |= static_cast<uint8_t>(c << ((i >> 3) * 2)); break;
+    case 1: block[i >> 3] |= static_cast<uint8_t>(c << (i & 7)); break;
+    case 3:
+      block[i & 7] |= static_cast<uint8_t>((c & 3) << ((i >> 3) * 2));
+      block[8 + (i >> 3)] |= static_cast<uint8_t>(((c >> 2) & 1) << (i & 7));
+      break;
+    default: break;
+  }
+}
+
+// Code at column k of a packed row.
+inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
+  const SchemeInfo &si = kSchemes[s];
+  return block_code(row + (k / kBlock) * si.block_bytes, si.wbits, static_cast<int>(k % kBlock));
+}
+
+// Signed integer value of a code for the integer and add-only schemes.
+inline int signed_value(lowbit_scheme s, int u) {
+  return s == LOWBIT_BINARY ? 2 * u - 1 : u - kSchemes[s].code_offset;
+}
+
+}  // namespace lowbit
+#endif  // LOWBIT_FORMATS_H

@@ -1,0 +1,88 @@
+"""QLinear: a drop-in replacement for torch.nn.Linear that stores packed low-bit weights and
+runs lowbit's kernels."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import formats, ops
+from .formats import get_scheme, num_groups, resolve_group_size, row_bytes
+from .quant.rtn import quantize_weight
+
+
+class QLinear(nn.Module):
+    """y = x @ W^T + b with W stored in a lowbit scheme (see `lowbit.SCHEMES`).
+
+    Buffers (what save/load keep): qweight uint8 [N, row_bytes], scales fp16 [N, G],
+    zeros uint8 [N, G] (w4a16/w3a16 only), bias [N] (optional).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, scheme: str = "w4a16",
+                 group_size: "int | None" = None, device=None):
+        super().__init__()
+        s = get_scheme(scheme)
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self.scheme = s.name
+        # As the user gave it (-1 = per-channel) and as the kernels use it.
+        self.group_size = s.default_group_size if group_size is None else group_size
+        self.kernel_group_size = resolve_group_size(s, group_size, in_features)
+        G = num_groups(in_features, self.kernel_group_size)
+        self.register_buffer("qweight", torch.zeros(out_features, row_bytes(s, in_features), dtype=torch.uint8, device=device))
+        self.register_buffer("scales", torch.ones(out_features, G, dtype=torch.float16, device=device))
+        self.register_buffer("zeros", torch.zeros(out_features, G, dtype=torch.uint8, device=device) if s.has_zeros else None)
+        self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device) if bias else None)
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_codes(cls, codes: torch.Tensor, scales: torch.Tensor, zeros: "torch.Tensor | None",
+                   bias: "torch.Tensor | None", scheme: str, group_size: "int | None" = None) -> "QLinear":
+        """Build from a quantizer's output: unsigned codes [N, K], fp16 scales [N, G], zeros."""
+        s = get_scheme(scheme)
+        N, K = codes.shape
+        q = cls(K, N, bias is not None, s.name, group_size, device=codes.device)
+        q.qweight.copy_(formats.pack(codes, s))
+        ops.check_weight(q.qweight, scales.contiguous(), None if zeros is None else zeros.contiguous(), None,
+                         s.name, K, q.kernel_group_size, codes.device)
+        q.scales.copy_(scales)
+        if s.has_zeros:
+            q.zeros.copy_(zeros)
+        if bias is not None:
+            q.bias.copy_(bias.detach().float())
+        return q
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, scheme: str = "w4a16", group_size: "int | None" = None) -> "QLinear":
+        """Quantize an nn.Linear by round-to-nearest (see lowbit.quant.rtn)."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear: expected a torch.nn.Linear, got {type(linear).__name__}")
+        s = get_scheme(scheme)
+        gs = resolve_group_size(s, group_size, linear.in_features)
+        codes, scales, zeros = quantize_weight(linear.weight.detach(), s, gs)
+        return cls.from_codes(codes, scales, zeros, linear.bias, s.name, group_size)
+
+    # -- use -------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.linear(x.contiguous(), self.qweight, self.scales, self.zeros, self.bias,
+                          self.scheme, self.in_features, self.kernel_group_size)
+
+    @torch.no_grad()
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight [N, K] the kernel effectively uses (activation quantization aside)."""
+        return formats.dequantize(self.qweight, self.scales, self.zeros, self.scheme, self.in_features,
+                                  self.kernel_group_size)
+
+    def bits_per_weight(self) -> float:
+        return formats.bits_per_weight(self.scheme, self.in_features, self.kernel_group_size)
+
+    def config(self) -> dict:
+        """What load() needs to rebuild this layer before it reads the buffers."""
+        return dict(scheme=self.scheme, in_features=self.in_features, out_features=self.out_features,
+                    group_size=self.group_size, bias=self.bias is not None)
+
+    def extra_repr(self) -> str:
+        gs = "per-channel" if self.kernel_group_size == self.in_features else f"group_size={self.kernel_group_size}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"scheme={self.scheme}, {gs}")

@@ -1,0 +1,172 @@
+"""torch custom ops over the compiled core (lowbit._C), with fake implementations so that
+`torch.compile(fullgraph=True)` traces through them.
+
+    torch.ops.lowbit.linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size)
+    torch.ops.lowbit.quantize_act(x, bits) -> (q int8, scale float32)
+    torch.ops.lowbit.linear_q(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype)
+
+Every argument is checked here, in Python, before a pointer reaches C++: a bad one raises a
+TypeError/ValueError that names it. The C API checks again what protects memory.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import _C
+from .formats import get_scheme, num_groups, row_bytes
+
+_DTYPE_IDS = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+_ACT_BITS = (8, 4, 3)
+
+
+def _check_tensor(t, name, dtypes, device=None, shape=None, contiguous=True):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in dtypes:
+        want = "/".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name}: expected dtype {want}, got {str(t.dtype).replace('torch.', '')}")
+    if device is not None and t.device != device:
+        raise ValueError(f"{name}: is on {t.device} but the input is on {device}; move them to one device")
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
+    if contiguous and not t.is_contiguous():
+        raise ValueError(f"{name}: must be contiguous (call .contiguous())")
+
+
+def check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, device):
+    """Validate a packed weight against its scheme and shapes; returns (Scheme, N)."""
+    s = get_scheme(scheme)
+    K = in_features
+    if isinstance(K, bool) or not isinstance(K, int) or K <= 0:
+        raise ValueError(f"in_features: expected a positive int, got {in_features!r}")
+    if isinstance(group_size, bool) or not isinstance(group_size, int):
+        raise TypeError(f"group_size: expected an int, got {type(group_size).__name__}")
+    if group_size != K and (group_size <= 0 or group_size % 32):
+        raise ValueError(f"group_size: must be a positive multiple of 32 or in_features ({K}), got {group_size}")
+    _check_tensor(qweight, "qweight", (torch.uint8,), device)
+    if qweight.dim() != 2 or qweight.shape[1] != row_bytes(s, K):
+        raise ValueError(f"qweight: expected [N, {row_bytes(s, K)}] for {s.name} with in_features={K}, "
+                         f"got {tuple(qweight.shape)}")
+    N = qweight.shape[0]
+    G = num_groups(K, group_size)
+    _check_tensor(scales, "scales", (torch.float16,), device, (N, G))
+    if s.has_zeros:
+        if zeros is None:
+            raise ValueError(f"zeros: scheme {s.name} needs zero points [N, G] = ({N}, {G})")
+        _check_tensor(zeros, "zeros", (torch.uint8,), device, (N, G))
+    elif zeros is not None:
+        raise ValueError(f"zeros: scheme {s.name} takes no zero points; pass None")
+    if bias is not None:
+        _check_tensor(bias, "bias", tuple(_DTYPE_IDS), device, (N,))
+    return s, N
+
+
+def _check_x(x, K):
+    _check_tensor(x, "x", tuple(_DTYPE_IDS))
+    if x.dim() < 1 or x.shape[-1] != K:
+        raise ValueError(f"x: last dimension must be in_features={K}, got shape {tuple(x.shape)}")
+
+
+def _bias_f32(bias):
+    return None if bias is None else bias.float().contiguous()
+
+
+def _ptr(t):
+    return 0 if t is None else t.data_ptr()
+
+
+@torch.library.custom_op("lowbit::linear", mutates_args=())
+def linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+           bias: Optional[torch.Tensor], scheme: str, in_features: int, group_size: int) -> torch.Tensor:
+    """y = x @ dequant(W)^T + bias in the scheme's own arithmetic; any leading dims on x."""
+    _check_x(x, in_features)
+    s, N = check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, x.device)
+    M = x.numel() // in_features
+    y = torch.empty(*x.shape[:-1], N, dtype=x.dtype, device=x.device)
+    b = _bias_f32(bias)
+    args = (s.id, N, in_features, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(zeros), _ptr(b),
+            x.data_ptr(), _DTYPE_IDS[x.dtype], M, y.data_ptr(), _DTYPE_IDS[y.dtype])
+    if x.device.type == "cpu":
+        _C.linear(*args)
+    elif x.device.type == "cuda":
+        if not _C.CUDA_COMPILED:
+            raise RuntimeError("lowbit was built without CUDA kernels; reinstall with nvcc on PATH "
+                               "(LOWBIT_CUDA=ON) to run on a GPU")
+        with torch.cuda.device(x.device):
+            _C.cuda_linear(*args, torch.cuda.current_stream(x.device).cuda_stream)
+    else:
+        raise ValueError(f"x: device {x.device.type} is not supported (cpu, cuda)")
+    return y
+
+
+@linear.register_fake
+def _(x, qweight, scales, zeros, bias, scheme, in_features, group_size):
+    _check_x(x, in_features)
+    _, N = check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, x.device)
+    return x.new_empty(*x.shape[:-1], N)
+
+
+def _check_cpu(t, name):
+    if t.device.type != "cpu":
+        raise ValueError(f"{name}: this op runs on the CPU only for now, got a tensor on {t.device}")
+
+
+def _check_bits(bits):
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in _ACT_BITS:
+        raise ValueError(f"bits: activation bits must be one of {_ACT_BITS}, got {bits!r}")
+
+
+@torch.library.custom_op("lowbit::quantize_act", mutates_args=())
+def quantize_act(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token symmetric absmax quantization: q [..., K] int8, scale [...] float32."""
+    _check_tensor(x, "x", tuple(_DTYPE_IDS))
+    _check_bits(bits)
+    _check_cpu(x, "x")
+    if x.dim() < 1 or x.shape[-1] == 0:
+        raise ValueError(f"x: needs a non-empty last dimension, got shape {tuple(x.shape)}")
+    K = x.shape[-1]
+    q = torch.empty(x.shape, dtype=torch.int8)
+    scale = torch.empty(x.shape[:-1], dtype=torch.float32)
+    _C.quantize_act(x.data_ptr(), _DTYPE_IDS[x.dtype], x.numel() // K, K, bits, q.data_ptr(), scale.data_ptr())
+    return q, scale
+
+
+@quantize_act.register_fake
+def _(x, bits):
+    _check_tensor(x, "x", tuple(_DTYPE_IDS))
+    _check_bits(bits)
+    return torch.empty_like(x, dtype=torch.int8), x.new_empty(x.shape[:-1], dtype=torch.float32)
+
+
+def _check_q(q, scale, in_features):
+    _check_tensor(q, "q", (torch.int8,))
+    _check_cpu(q, "q")
+    if q.dim() < 1 or q.shape[-1] != in_features:
+        raise ValueError(f"q: last dimension must be in_features={in_features}, got shape {tuple(q.shape)}")
+    _check_tensor(scale, "scale", (torch.float32,), q.device, q.shape[:-1])
+
+
+@torch.library.custom_op("lowbit::linear_q", mutates_args=())
+def linear_q(q: torch.Tensor, scale: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+             bias: Optional[torch.Tensor], scheme: str, in_features: int, group_size: int,
+             out_dtype: torch.dtype) -> torch.Tensor:
+    """The integer part alone, on activations already quantized (int8 codes + per-token scale)."""
+    _check_q(q, scale, in_features)
+    s, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, q.device)
+    if s.compute == "weight_only":
+        raise ValueError(f"scheme: {s.name} has float activations; use lowbit.ops.linear")
+    if out_dtype not in _DTYPE_IDS:
+        raise TypeError(f"out_dtype: expected float32/float16/bfloat16, got {out_dtype}")
+    y = torch.empty(*q.shape[:-1], N, dtype=out_dtype)
+    b = _bias_f32(bias)
+    _C.linear_q(s.id, N, in_features, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(b),
+                q.data_ptr(), scale.data_ptr(), q.numel() // in_features, y.data_ptr(), _DTYPE_IDS[out_dtype])
+    return y
+
+
+@linear_q.register_fake
+def _(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype):
+    _, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, q.device)
+    return q.new_empty(*q.shape[:-1], N, dtype=out_dtype)
