@@ -35,6 +35,8 @@ def set_cpu_isa(isa: str):
     """Force a CPU kernel family: "scalar", "avx2" or "avx512" (LOWBIT_ISA does the same at start)."""
     if not isinstance(isa, str):
         raise TypeError(f"isa: expected str, got {type(isa).__name__}")
+    if isa not in ("scalar", "avx2", "avx512"):
+        raise ValueError(f"isa: unknown {isa!r}; choose scalar, avx2 or avx512")
     _C.set_cpu_isa(isa)
 
 

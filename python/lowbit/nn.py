@@ -65,6 +65,8 @@ class QLinear(nn.Module):
 
     # -- use -------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
         return ops.linear(x.contiguous(), self.qweight, self.scales, self.zeros, self.bias,
                           self.scheme, self.in_features, self.kernel_group_size)
 

@@ -108,6 +108,30 @@ def _(x, qweight, scales, zeros, bias, scheme, in_features, group_size):
     return x.new_empty(*x.shape[:-1], N)
 
 
+def _linear_setup_context(ctx, inputs, output):
+    x, qweight, scales, zeros, bias, scheme, in_features, group_size = inputs
+    ctx.save_for_backward(qweight, scales, zeros)
+    ctx.meta = (scheme, in_features, group_size, x.dtype, bias is not None)
+
+
+def _linear_backward(ctx, grad):
+    """d/dx through the dequantized weight; activation quantization is passed straight through
+    (STE), so integer schemes get the same gradient as their weight-only twin. Weights and
+    scales are packed integers and get none."""
+    from .formats import dequantize
+    qweight, scales, zeros = ctx.saved_tensors
+    scheme, K, gs, dtype, has_bias = ctx.meta
+    gx = None
+    if ctx.needs_input_grad[0]:
+        W = dequantize(qweight, scales, zeros, scheme, K, gs)
+        gx = (grad.float() @ W).to(dtype)
+    gb = grad.reshape(-1, grad.shape[-1]).sum(0) if has_bias and ctx.needs_input_grad[4] else None
+    return gx, None, None, None, gb, None, None, None
+
+
+linear.register_autograd(_linear_backward, setup_context=_linear_setup_context)
+
+
 def _check_cpu(t, name):
     if t.device.type != "cpu":
         raise ValueError(f"{name}: this op runs on the CPU only for now, got a tensor on {t.device}")
@@ -148,15 +172,19 @@ def _check_q(q, scale, in_features):
     _check_tensor(scale, "scale", (torch.float32,), q.device, q.shape[:-1])
 
 
+def _check_integer_scheme(scheme):
+    if get_scheme(scheme).compute == "weight_only":
+        raise ValueError(f"scheme: {scheme} has float activations; use lowbit.ops.linear")
+
+
 @torch.library.custom_op("lowbit::linear_q", mutates_args=())
 def linear_q(q: torch.Tensor, scale: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
              bias: Optional[torch.Tensor], scheme: str, in_features: int, group_size: int,
              out_dtype: torch.dtype) -> torch.Tensor:
     """The integer part alone, on activations already quantized (int8 codes + per-token scale)."""
     _check_q(q, scale, in_features)
+    _check_integer_scheme(scheme)
     s, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, q.device)
-    if s.compute == "weight_only":
-        raise ValueError(f"scheme: {s.name} has float activations; use lowbit.ops.linear")
     if out_dtype not in _DTYPE_IDS:
         raise TypeError(f"out_dtype: expected float32/float16/bfloat16, got {out_dtype}")
     y = torch.empty(*q.shape[:-1], N, dtype=out_dtype)
@@ -168,5 +196,6 @@ def linear_q(q: torch.Tensor, scale: torch.Tensor, qweight: torch.Tensor, scales
 
 @linear_q.register_fake
 def _(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype):
+    _check_integer_scheme(scheme)
     _, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, q.device)
     return q.new_empty(*q.shape[:-1], N, dtype=out_dtype)

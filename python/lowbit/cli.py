@@ -1,0 +1,38 @@
+"""The `lowbit` command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    from . import __version__, bench
+    p = argparse.ArgumentParser(prog="lowbit", description="Fast low-bit matrix multiplication for PyTorch models.")
+    p.add_argument("--version", action="version", version=f"lowbit {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    b = sub.add_parser("bench", help="time lowbit's kernels against torch matmul",
+                       description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(b)
+    b.set_defaults(func=bench.bench_command)
+    i = sub.add_parser("info", help="print what this build and machine offer (ISA, CUDA, versions)")
+    i.set_defaults(func=_info)
+    args = p.parse_args(argv)
+    if not getattr(args, "func", None):
+        p.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+        print(f"lowbit {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _info(args) -> int:
+    import json
+    from . import backend_info
+    print(json.dumps(backend_info(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
