@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    from . import __version__, bench
+    from . import __version__, bench, demo
     p = argparse.ArgumentParser(prog="lowbit", description="Fast low-bit matrix multiplication for PyTorch models.")
     p.add_argument("--version", action="version", version=f"lowbit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -14,6 +14,10 @@ def main(argv=None) -> int:
                        description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_arguments(b)
     b.set_defaults(func=bench.bench_command)
+    d = sub.add_parser("demo", help="quantize a real model in every scheme and report size, quality and speed",
+                       description=demo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_arguments(d)
+    d.set_defaults(func=demo.demo_command)
     i = sub.add_parser("info", help="print what this build and machine offer (ISA, CUDA, versions)")
     i.set_defaults(func=_info)
     args = p.parse_args(argv)
@@ -22,7 +26,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, TypeError, OSError, RuntimeError) as e:  # AssetError is a RuntimeError
         print(f"lowbit {args.command}: error: {e}", file=sys.stderr)
         return 1
 
