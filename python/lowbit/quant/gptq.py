@@ -51,12 +51,16 @@ class Hessian:
     @torch.no_grad()
     def add_batch(self, x: torch.Tensor):
         x = x.detach().reshape(-1, x.shape[-1]).float()
-        m = x.shape[0]
+        self.add_xtx(x.t() @ x, x.shape[0])
+
+    @torch.no_grad()
+    def add_xtx(self, xtx: torch.Tensor, m: int):
+        """Add a batch of m rows given its product X^T X (shared by layers fed the same input)."""
         if m == 0:
             return
         self.H *= self.n / (self.n + m)
         self.n += m
-        self.H += (2.0 / self.n) * (x.t() @ x).double()
+        self.H += (2.0 / self.n) * xtx.double()
 
 
 def _params(w, s, sym, mse):
