@@ -176,8 +176,9 @@ def gptq_model(model: nn.Module, calib: torch.Tensor, scheme: str = "w4a16", gro
         if not true_sequential:  # all Hessians from the float block, one pass
             groups = [[n for g in groups for n in g]]
         results = {}
+        replay = _Replay(block, [n for g in groups for n in g])
         for grp in groups:
-            hess = _collect(block, data, [mods[n] for n in grp], stop_at_last=true_sequential)
+            hess = _collect(block, data, [mods[n] for n in grp], stop_at_last=true_sequential, replay=replay)
             for n in grp:
                 t = time.time()
                 m = mods[n]
@@ -189,13 +190,60 @@ def gptq_model(model: nn.Module, calib: torch.Tensor, scheme: str = "w4a16", gro
                 results[n] = q
                 if log is not None:
                     log[f"{prefix}.{bi}.{n}"] = dict(damp=info["damp"], loss=info["loss"], seconds=time.time() - t)
-        data = [(_run(block, x, kw), kw) for x, kw in data]  # the quantized block's outputs
+            replay.done(grp)
+        outs = []
+        for b, (x, kw) in enumerate(data):  # the quantized block's outputs
+            replay.batch = b
+            outs.append((_run(block, x, kw), kw))
+        replay.close()
+        data = outs
         for n, q in results.items():
             _set(block, n, q)
     return model
 
 
-def _collect(block, data, members, stop_at_last):
+class _Replay:
+    """Saves recomputation in the true-sequential passes. Once every linear inside a direct child
+    of the block (LLaMA: self_attn after o_proj) is quantized, that child's output no longer
+    changes (its input comes from the already final part of the block, since groups are done in
+    call order), so it is computed once more, stored per batch, and replayed in the later passes.
+    Only children that contain linears are cached (norms are cheap)."""
+
+    def __init__(self, block, order):
+        self.block, self.order, self.finished, self.batch = block, order, set(), 0
+        self.children = {}
+        for cname, child in block.named_children():
+            lin = {f"{cname}.{n}" if n else cname for n, m in child.named_modules() if isinstance(m, nn.Linear)}
+            if lin:
+                self.children[cname] = (child, lin)
+        self.cache, self.patched = {}, []
+
+    def done(self, group):
+        self.finished.update(group)
+        prefix = set(self.order[:max(self.order.index(n) for n in self.finished) + 1])
+        for cname, (child, lin) in self.children.items():
+            if cname not in self.cache and lin <= self.finished and lin <= prefix:
+                self.cache[cname] = {}
+                child.forward = self._wrap(cname, child.forward)
+                self.patched.append(child)
+
+    def _wrap(self, cname, fwd):
+        store = self.cache[cname]
+
+        def forward(*args, **kwargs):
+            if self.batch not in store:
+                store[self.batch] = fwd(*args, **kwargs)
+            return store[self.batch]
+        return forward
+
+    def close(self):
+        for child in self.patched:
+            del child.forward  # back to the class's forward
+        self.cache.clear()
+        self.patched.clear()
+
+
+def _collect(block, data, members, stop_at_last, replay=None):
     """Run the block on every batch and return {name: Hessian} for the member linears. Members
     called on the same input tensor share one X^T X product per batch (q/k/v: one product, not
     three). With stop_at_last the forward ends at the last member's input: the rest of the
@@ -218,8 +266,10 @@ def _collect(block, data, members, stop_at_last):
 
     hooks = [m.register_forward_pre_hook(make(m)) for m in members]
     try:
-        for x, kw in data:
+        for b, (x, kw) in enumerate(data):
             cache.clear()
+            if replay is not None:
+                replay.batch = b
             try:
                 _run(block, x, kw)
             except _Stop:
