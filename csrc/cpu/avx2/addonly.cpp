@@ -62,31 +62,43 @@ void tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, cons
     const int64_t b_end = g * s.bpg + s.group_blocks(g);
     for (int64_t b0 = g * s.bpg; b0 < b_end; b0 += kFlush) {
       __m256i acc[MR][kNR];
+      LOWBIT_UNROLL
       for (int i = 0; i < MR; ++i)
+        LOWBIT_UNROLL
         for (int j = 0; j < kNR; ++j) acc[i][j] = _mm256_setzero_si256();
       const int64_t k1 = std::min(b_end, b0 + kFlush) * kBlock;
       for (int64_t k = b0 * kBlock; k < k1; k += 16) {
         __m256i x[MR];
+        LOWBIT_UNROLL
         for (int i = 0; i < MR; ++i) x[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + (m0 + i) * s.Kp + k));
+        LOWBIT_UNROLL
         for (int j = 0; j < kNR; ++j) {
           const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(plus + (r0 + j) * s.Kp + k));
+          LOWBIT_UNROLL
           for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_add_epi16(acc[i][j], _mm256_and_si256(x[i], p));
           if (!kBinary) {
             const __m256i mn = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(minus + (r0 + j) * s.Kp + k));
+            LOWBIT_UNROLL
             for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_sub_epi16(acc[i][j], _mm256_and_si256(x[i], mn));
           }
         }
       }
+      LOWBIT_UNROLL
       for (int i = 0; i < MR; ++i)
+        LOWBIT_UNROLL
         for (int j = 0; j < kNR; ++j) dot[i][j] += reduce16(acc[i][j]);
     }
+    LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
+      LOWBIT_UNROLL
       for (int j = 0; j < nr; ++j) {
         const int32_t d = kBinary ? 2 * dot[i][j] - tsum[(m0 + i) * s.G + g] : dot[i][j];
         accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], d);
       }
   }
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < nr; ++j)
       y[(m0 + i) * w.N + n0 + r0 + j] = ep.finish(n0 + r0 + j, accf[i][j], scale[m0 + i]);
 }
@@ -96,9 +108,8 @@ void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M,
   const Geometry s = make_geometry(w, kBlock);
   std::vector<int16_t> a(static_cast<size_t>(M * s.Kp));
   stage_int16(s, q, M, a.data());
-  std::vector<int32_t> tsum(static_cast<size_t>(M * s.G), 0);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t k = 0; k < s.Kp; ++k) tsum[m * s.G + k / (s.bpg * kBlock)] += a[m * s.Kp + k];
+  std::vector<int32_t> tsum(static_cast<size_t>(M * s.G));  // binary: sum q per group
+  group_sums16(s, a.data(), M, tsum.data());
   const IntEpilogue ep{w, s.G};
   run_tiles(w.N, M, kRows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
     static thread_local std::vector<int16_t> mbuf;

@@ -18,11 +18,17 @@ inline int64_t rows_per_task(int64_t M) { return M >= 16 ? 64 : 16; }
 void unpack_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, uint8_t *u) {
   const SchemeInfo &si = scheme_info(w.scheme);
   const int64_t rb = row_bytes(w.scheme, w.K);
-  std::memset(u, 0, static_cast<size_t>((rows + kNR - 1) / kNR * kNR * s.L));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t b = 0; b < s.nb; ++b)
-      _mm256_storeu_si256(reinterpret_cast<__m256i *>(u + r * s.L + s.block_off(b)),
-                          unpack_block(w.qweight + (n0 + r) * rb + b * si.block_bytes, si.wbits));
+  const int64_t rows_up = (rows + kNR - 1) / kNR * kNR;
+  // Zero what the blocks do not cover: group padding (if any) and the rows past N.
+  const bool dense = s.gp == s.bpg * kBlock && s.nb % s.bpg == 0;
+  const int64_t from = dense ? rows : 0;
+  std::memset(u + from * s.L, 0, static_cast<size_t>((rows_up - from) * s.L));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t *row = w.qweight + (n0 + r) * rb;
+    for (int64_t g = 0; g < s.G; ++g)  // group by group: no division per block
+      for (int64_t b = g * s.bpg, e = b + s.group_blocks(g), o = r * s.L + g * s.gp; b < e; ++b, o += kBlock)
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(u + o), unpack_block(row + b * si.block_bytes, si.wbits));
+  }
 }
 
 // 32 bytes of u (unsigned) times 32 int8 activations -> 8 int32 partial sums added to acc.
@@ -47,25 +53,34 @@ void tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, cons
   float accf[MR][kNR] = {};
   for (int64_t g = 0; g < s.G; ++g) {
     __m256i acc[MR][kNR];
+    LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
+      LOWBIT_UNROLL
       for (int j = 0; j < kNR; ++j) acc[i][j] = _mm256_setzero_si256();
     const int64_t base = g * s.gp;
     for (int64_t c = 0; c < s.gp; c += 32) {
       __m256i wv[kNR];
+      LOWBIT_UNROLL
       for (int j = 0; j < kNR; ++j)
         wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(u + (r0 + j) * s.L + base + c));
+      LOWBIT_UNROLL
       for (int i = 0; i < MR; ++i) {
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + (m0 + i) * s.L + base + c));
+        LOWBIT_UNROLL
         for (int j = 0; j < kNR; ++j) acc[i][j] = dot32<kWide>(acc[i][j], wv[j], av);
       }
     }
+    LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
+      LOWBIT_UNROLL
       for (int j = 0; j < nr; ++j) {
         const int32_t dot = hsum_epi32(acc[i][j]) - off * asum[(m0 + i) * s.G + g];
         accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], dot);
       }
   }
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < nr; ++j)
       y[(m0 + i) * w.N + n0 + r0 + j] = ep.finish(n0 + r0 + j, accf[i][j], scale[m0 + i]);
 }

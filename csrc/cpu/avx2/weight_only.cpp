@@ -20,13 +20,15 @@ void dequant_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t g = 0; g < s.G; ++g) {
       const __m256 z = _mm256_set1_ps(static_cast<float>(w.zeros[(n0 + r) * s.G + g]));
-      const __m256 sc = _mm256_set1_ps(fp16_to_float(w.scales[(n0 + r) * s.G + g]));
+      const __m256 sc = _mm256_set1_ps(_cvtsh_ss(w.scales[(n0 + r) * s.G + g]));
       const int64_t b_end = g * s.bpg + s.group_blocks(g);
       for (int64_t b = g * s.bpg; b < b_end; ++b) {
         const __m256i u = unpack_block(w.qweight + (n0 + r) * rb + b * si.block_bytes, si.wbits);
         const __m128i halves[2] = {_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)};
         float *out = wf + r * s.Kp + b * kBlock;
+        LOWBIT_UNROLL
         for (int h = 0; h < 2; ++h)
+          LOWBIT_UNROLL
           for (int e = 0; e < 2; ++e) {
             const __m128i bytes = e ? _mm_srli_si128(halves[h], 8) : halves[h];
             const __m256 uf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
@@ -40,17 +42,24 @@ template <int MR>
 void tile(const lowbit_weight &w, const Geometry &s, const float *x, const float *wf, int64_t n0,
           int64_t r0, int nr, int64_t m0, float *y) {
   __m256 acc[MR][kNR];
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < kNR; ++j) acc[i][j] = _mm256_setzero_ps();
   for (int64_t k = 0; k < s.Kp; k += 8) {
     __m256 wv[kNR];
+    LOWBIT_UNROLL
     for (int j = 0; j < kNR; ++j) wv[j] = _mm256_loadu_ps(wf + (r0 + j) * s.Kp + k);
+    LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i) {
       const __m256 xv = _mm256_loadu_ps(x + (m0 + i) * s.Kp + k);
+      LOWBIT_UNROLL
       for (int j = 0; j < kNR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
     }
   }
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < nr; ++j) {
       const int64_t n = n0 + r0 + j;
       y[(m0 + i) * w.N + n] = hsum_ps(acc[i][j]) + (w.bias ? w.bias[n] : 0.0f);

@@ -18,29 +18,28 @@ namespace {
 constexpr int kMR = 4, kNR = 4;
 constexpr int64_t kFlush = 255;  // blocks an int16 lane can absorb without overflow
 inline int64_t rows_per_task(int64_t M) { return M >= 16 ? 64 : 16; }
+inline int64_t rows_up(int64_t rows) { return (rows + kNR - 1) / kNR * kNR; }
 
-// Masks of rows [n0, n0+rows): plus[r][b] and minus[r][b] (rows past the end: no bits).
+// Ternary masks of rows [n0, n0+rows): plus[r][b] and minus[r][b] (rows past the end: no bits).
+// Binary needs none: a packed binary block is one little-endian uint32 with bit i = code i,
+// i.e. already the plus mask, so the kernel reads the weight rows in place.
 void build_masks(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, uint32_t *plus,
                  uint32_t *minus, int64_t rows_alloc) {
   const int64_t rb = row_bytes(w.scheme, w.K);
   std::memset(plus, 0, static_cast<size_t>(rows_alloc * s.nb) * 4);
   std::memset(minus, 0, static_cast<size_t>(rows_alloc * s.nb) * 4);
-  const bool binary = w.scheme == LOWBIT_BINARY;
+  const int64_t nb = s.nb;
   const __m256i shifts = _mm256_setr_epi64x(0, 2, 4, 6);
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t *row = w.qweight + (n0 + r) * rb;
-    for (int64_t b = 0; b < s.nb; ++b) {
-      if (binary) {
-        std::memcpy(&plus[r * s.nb + b], row + b * 4, 4);  // bit i = code i: already a mask
-        continue;
-      }
+    for (int64_t b = 0; b < nb; ++b) {
       // Ternary: qword s of the broadcast block, shifted right by 2s, holds codes 8s..8s+7 in
       // its bytes; bit 1 set means u = 2 (+1), both bits clear means u = 0 (-1).
       uint64_t v;
       std::memcpy(&v, row + b * 8, 8);
       const __m256i c = _mm256_srlv_epi64(_mm256_set1_epi64x(static_cast<long long>(v)), shifts);
-      plus[r * s.nb + b] = _cvtmask32_u32(_mm256_test_epi8_mask(c, _mm256_set1_epi8(2)));
-      minus[r * s.nb + b] = _cvtmask32_u32(_mm256_testn_epi8_mask(c, _mm256_set1_epi8(3)));
+      plus[r * nb + b] = _cvtmask32_u32(_mm256_test_epi8_mask(c, _mm256_set1_epi8(2)));
+      minus[r * nb + b] = _cvtmask32_u32(_mm256_testn_epi8_mask(c, _mm256_set1_epi8(3)));
     }
   }
 }
@@ -63,30 +62,42 @@ void tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, cons
     const int64_t b_end = g * s.bpg + s.group_blocks(g);
     for (int64_t b0 = g * s.bpg; b0 < b_end; b0 += kFlush) {
       __m512i acc[MR][kNR];
+      LOWBIT_UNROLL
       for (int i = 0; i < MR; ++i)
+        LOWBIT_UNROLL
         for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_setzero_si512();
       for (int64_t b = b0; b < std::min(b_end, b0 + kFlush); ++b) {
         __m512i x[MR];
+        LOWBIT_UNROLL
         for (int i = 0; i < MR; ++i) x[i] = _mm512_loadu_si512(a + (m0 + i) * s.Kp + b * kBlock);
+        LOWBIT_UNROLL
         for (int j = 0; j < kNR; ++j) {
           const __mmask32 p = _cvtu32_mask32(plus[(r0 + j) * s.nb + b]);
+          LOWBIT_UNROLL
           for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_mask_add_epi16(acc[i][j], p, acc[i][j], x[i]);
           if (!kBinary) {
             const __mmask32 mn = _cvtu32_mask32(minus[(r0 + j) * s.nb + b]);
+            LOWBIT_UNROLL
             for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_mask_sub_epi16(acc[i][j], mn, acc[i][j], x[i]);
           }
         }
       }
+      LOWBIT_UNROLL
       for (int i = 0; i < MR; ++i)
+        LOWBIT_UNROLL
         for (int j = 0; j < kNR; ++j) dot[i][j] += reduce16(acc[i][j]);
     }
+    LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
+      LOWBIT_UNROLL
       for (int j = 0; j < nr; ++j) {
         const int32_t d = kBinary ? 2 * dot[i][j] - tsum[(m0 + i) * s.G + g] : dot[i][j];
         accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], d);
       }
   }
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < nr; ++j)
       y[(m0 + i) * w.N + n0 + r0 + j] = ep.finish(n0 + r0 + j, accf[i][j], scale[m0 + i]);
 }
@@ -96,16 +107,31 @@ void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M,
   const Geometry s = make_geometry(w, kBlock);
   std::vector<int16_t> a(static_cast<size_t>(M * s.Kp));
   stage_int16(s, q, M, a.data());
-  std::vector<int32_t> tsum(static_cast<size_t>(M * s.G), 0);  // binary: sum q per group
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t k = 0; k < s.Kp; ++k) tsum[m * s.G + k / (s.bpg * kBlock)] += a[m * s.Kp + k];
+  std::vector<int32_t> tsum(static_cast<size_t>(M * s.G));  // binary: sum q per group
+  group_sums16(s, a.data(), M, tsum.data());
   const IntEpilogue ep{w, s.G};
   const int64_t task_rows = rows_per_task(M);
   run_tiles(w.N, M, task_rows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
     static thread_local std::vector<uint32_t> mbuf;
-    uint32_t *plus = scratch(mbuf, static_cast<size_t>(2 * task_rows * s.nb));
-    uint32_t *minus = plus + task_rows * s.nb;
-    build_masks(w, s, n0, rows, plus, minus, task_rows);
+    const uint32_t *plus, *minus;
+    if (kBinary) {
+      // Rows past N never reach the output; they read row 0 rather than past the end. The
+      // 4-byte-aligned words of the packed row (row bytes are a multiple of 4) are the masks.
+      if (n0 + rows_up(rows) > w.N) {
+        uint32_t *buf = scratch(mbuf, static_cast<size_t>(task_rows * s.nb));
+        std::memset(buf, 0, static_cast<size_t>(task_rows * s.nb) * 4);
+        std::memcpy(buf, w.qweight + n0 * s.nb * 4, static_cast<size_t>(rows * s.nb) * 4);
+        plus = buf;
+      } else {
+        plus = reinterpret_cast<const uint32_t *>(w.qweight + n0 * s.nb * 4);
+      }
+      minus = plus;
+    } else {
+      uint32_t *buf = scratch(mbuf, static_cast<size_t>(2 * task_rows * s.nb));
+      build_masks(w, s, n0, rows, buf, buf + task_rows * s.nb, task_rows);
+      plus = buf;
+      minus = buf + task_rows * s.nb;
+    }
     for (int64_t m = m0; m < m0 + mc; m += kMR)
       for (int64_t r0 = 0; r0 < rows; r0 += kNR) {
         const int16_t *ap = a.data();

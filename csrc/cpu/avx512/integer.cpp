@@ -44,12 +44,16 @@ inline __m256i unpack_block(const uint8_t *p, int bits) {
 void unpack_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, uint8_t *u) {
   const SchemeInfo &si = scheme_info(w.scheme);
   const int64_t rb = row_bytes(w.scheme, w.K);
-  std::memset(u, 0, static_cast<size_t>((rows + kNR - 1) / kNR * kNR * s.L));
+  const int64_t rows_up = (rows + kNR - 1) / kNR * kNR;
+  // Zero what the blocks do not cover: group padding (if any) and the rows past N.
+  const bool dense = s.gp == s.bpg * kBlock && s.nb % s.bpg == 0;
+  const int64_t from = dense ? rows : 0;
+  std::memset(u + from * s.L, 0, static_cast<size_t>((rows_up - from) * s.L));
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t *row = w.qweight + (n0 + r) * rb;
-    for (int64_t b = 0; b < s.nb; ++b)
-      _mm256_storeu_si256(reinterpret_cast<__m256i *>(u + r * s.L + s.block_off(b)),
-                          unpack_block(row + b * si.block_bytes, si.wbits));
+    for (int64_t g = 0; g < s.G; ++g)  // group by group: no division per block
+      for (int64_t b = g * s.bpg, e = b + s.group_blocks(g), o = r * s.L + g * s.gp; b < e; ++b, o += kBlock)
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(u + o), unpack_block(row + b * si.block_bytes, si.wbits));
   }
 }
 
@@ -63,24 +67,33 @@ void tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, cons
   float accf[MR][kNR] = {};
   for (int64_t g = 0; g < s.G; ++g) {
     __m512i acc[MR][kNR];
+    LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
+      LOWBIT_UNROLL
       for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_setzero_si512();
     const int64_t base = g * s.gp;
     for (int64_t c = 0; c < s.gp; c += 64) {
       __m512i wv[kNR];
+      LOWBIT_UNROLL
       for (int j = 0; j < kNR; ++j) wv[j] = _mm512_loadu_si512(u + (r0 + j) * s.L + base + c);
+      LOWBIT_UNROLL
       for (int i = 0; i < MR; ++i) {
         const __m512i av = _mm512_loadu_si512(a + (m0 + i) * s.L + base + c);
+        LOWBIT_UNROLL
         for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], wv[j], av);
       }
     }
+    LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
+      LOWBIT_UNROLL
       for (int j = 0; j < nr; ++j) {
         const int32_t dot = _mm512_reduce_add_epi32(acc[i][j]) - off * asum[(m0 + i) * s.G + g];
         accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], dot);
       }
   }
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < nr; ++j)
       y[(m0 + i) * w.N + n0 + r0 + j] = ep.finish(n0 + r0 + j, accf[i][j], scale[m0 + i]);
 }

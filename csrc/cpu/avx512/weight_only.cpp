@@ -23,7 +23,7 @@ constexpr int64_t kGemvRows = 16, kGemmRows = 16;
 inline __m512 make_table(const lowbit_weight &w, int64_t G, int64_t n, int64_t g) {
   const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512 z = _mm512_set1_ps(static_cast<float>(w.zeros[n * G + g]));
-  return _mm512_mul_ps(_mm512_sub_ps(iota, z), _mm512_set1_ps(fp16_to_float(w.scales[n * G + g])));
+  return _mm512_mul_ps(_mm512_sub_ps(iota, z), _mm512_set1_ps(_cvtsh_ss(w.scales[n * G + g])));
 }
 
 // One packed block -> weights of codes 0..15 (lo) and 16..31 (hi).
@@ -59,22 +59,28 @@ void gemv_tile(const lowbit_weight &w, const Geometry &s, const float *x, int64_
                int64_t m0, float *y) {
   const int64_t bb = scheme_info(w.scheme).block_bytes, rb = row_bytes(w.scheme, w.K);
   __m512 acc[MR][kNR];
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_setzero_ps();
   for (int64_t g = 0; g < s.G; ++g) {
     __m512 tab[kNR];
+    LOWBIT_UNROLL
     for (int j = 0; j < kNR; ++j) tab[j] = j < nr ? make_table(w, s.G, n0 + j, g) : _mm512_setzero_ps();
     const int64_t b_end = g * s.bpg + s.group_blocks(g);
     for (int64_t b = g * s.bpg; b < b_end; ++b) {
       __m512 xl[MR], xh[MR];
+      LOWBIT_UNROLL
       for (int i = 0; i < MR; ++i) {
         xl[i] = _mm512_loadu_ps(x + (m0 + i) * s.Kp + b * kBlock);
         xh[i] = _mm512_loadu_ps(x + (m0 + i) * s.Kp + b * kBlock + 16);
       }
+      LOWBIT_UNROLL
       for (int j = 0; j < kNR; ++j) {
         if (j >= nr) break;
         __m512 lo, hi;
         decode<kBits>(w.qweight + (n0 + j) * rb + b * bb, tab[j], lo, hi);
+        LOWBIT_UNROLL
         for (int i = 0; i < MR; ++i) {
           acc[i][j] = _mm512_fmadd_ps(xl[i], lo, acc[i][j]);
           acc[i][j] = _mm512_fmadd_ps(xh[i], hi, acc[i][j]);
@@ -82,7 +88,9 @@ void gemv_tile(const lowbit_weight &w, const Geometry &s, const float *x, int64_
       }
     }
   }
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < nr; ++j)
       y[(m0 + i) * w.N + n0 + j] = _mm512_reduce_add_ps(acc[i][j]) + (w.bias ? w.bias[n0 + j] : 0.0f);
 }
@@ -111,17 +119,24 @@ template <int MR>
 void gemm_tile(const lowbit_weight &w, const Geometry &s, const float *x, const float *wf, int64_t n0,
                int64_t r0, int nr, int64_t m0, float *y) {
   __m512 acc[MR][kNR];
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_setzero_ps();
   for (int64_t k = 0; k < s.Kp; k += 16) {
     __m512 wv[kNR];
+    LOWBIT_UNROLL
     for (int j = 0; j < kNR; ++j) wv[j] = _mm512_loadu_ps(wf + (r0 + j) * s.Kp + k);
+    LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i) {
       const __m512 xv = _mm512_loadu_ps(x + (m0 + i) * s.Kp + k);
+      LOWBIT_UNROLL
       for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
     }
   }
+  LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
     for (int j = 0; j < nr; ++j) {
       const int64_t n = n0 + r0 + j;
       y[(m0 + i) * w.N + n] = _mm512_reduce_add_ps(acc[i][j]) + (w.bias ? w.bias[n] : 0.0f);

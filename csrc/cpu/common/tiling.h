@@ -6,6 +6,8 @@
 #ifndef LOWBIT_CPU_COMMON_TILING_H
 #define LOWBIT_CPU_COMMON_TILING_H
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +17,10 @@
 #include "core/kernels.h"
 #include "core/threads.h"
 #include "lowbit/formats.h"
+
+// Fully unroll a short register-tile loop. GCC only keeps arrays of vector accumulators in
+// registers when their loops are unrolled early; otherwise every update goes through the stack.
+#define LOWBIT_UNROLL _Pragma("GCC unroll 16")
 
 namespace lowbit {
 namespace {
@@ -30,7 +36,6 @@ struct Geometry {
   int64_t G;       // groups per row (= num_groups(K, group_size))
   int64_t gp;      // elements per padded group
   int64_t L;       // elements per padded row: G * gp
-  int64_t block_off(int64_t b) const { return (b / bpg) * gp + (b % bpg) * kBlock; }
   int64_t group_blocks(int64_t g) const { return std::min(bpg, nb - g * bpg); }
 };
 
@@ -75,6 +80,16 @@ inline void stage_int16(const Geometry &s, const int8_t *q, int64_t M, int16_t *
   }
 }
 
+// Per (token, group) sum of the int16 activations (binary: sum = 2 * sum_{u=1} q - sum q).
+inline void group_sums16(const Geometry &s, const int16_t *a, int64_t M, int32_t *tsum) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t g = 0; g < s.G; ++g) {
+      int32_t sum = 0;
+      for (int64_t k = g * s.bpg * kBlock, e = std::min(s.Kp, k + s.bpg * kBlock); k < e; ++k) sum += a[m * s.Kp + k];
+      tsum[m * s.G + g] = sum;
+    }
+}
+
 // Float activations padded to Kp with zeros.
 inline void stage_f32(const Geometry &s, const float *x, int64_t M, float *a) {
   for (int64_t m = 0; m < M; ++m) {
@@ -89,7 +104,7 @@ struct IntEpilogue {
   const lowbit_weight &w;
   int64_t G;
   float group(int64_t n, int64_t g, float acc, int32_t dot) const {
-    return acc + fp16_to_float(w.scales[n * G + g]) * static_cast<float>(dot);
+    return acc + _cvtsh_ss(w.scales[n * G + g]) * static_cast<float>(dot);  // F16C: exact
   }
   float finish(int64_t n, float acc, float token_scale) const {
     return acc * token_scale + (w.bias ? w.bias[n] : 0.0f);
