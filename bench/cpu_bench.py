@@ -32,6 +32,7 @@ OUT = os.path.join(HERE, "results")
 ROTATE_BYTES = 288 << 20  # > 256 MiB of distinct weights, well past the 32 MiB L3
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (576, 576), (1536, 576), (576, 1536)]  # (N, K)
 MS = [1, 8, 64, 512]
+MIN_REPS = 3  # --quick: 2
 GROUP = {"w4a16": 128, "w3a16": 128}  # the schemes' defaults; the rest are per-channel
 
 
@@ -46,6 +47,7 @@ def cpu_name():
 
 
 def timeit(fn, n_copies, budget_s, min_reps=3, max_reps=200):
+    min_reps = min(min_reps, MIN_REPS)
     """Median seconds of fn(i) over calls that rotate i through the copies."""
     fn(0)  # warm up (thread pool, allocator)
     times, i, start = [], 1, time.perf_counter()
@@ -169,7 +171,9 @@ def main():
     schemes = args.schemes.split(",")
     shapes = [(4096, 4096), (576, 1536)] if args.quick else SHAPES
     ms = [1, 512] if args.quick else MS
-    budget = 0.15 if args.quick else 0.6
+    budget = 0.1 if args.quick else 0.6
+    global MIN_REPS
+    MIN_REPS = 2 if args.quick else 3
     gen = torch.Generator().manual_seed(0)
     bw = dram_bandwidth()
     print(f"DRAM read bandwidth: {bw:.1f} GB/s; lowbit ISA {lowbit._C.cpu_isa()}, {args.threads} threads")
