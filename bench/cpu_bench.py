@@ -166,6 +166,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--schemes", default=",".join(formats.SCHEMES))
     args = ap.parse_args()
+    if lowbit._C.cpu_isa() == "scalar":
+        # The scalar reference is an oracle, not a kernel to time: M=512 would take hours. Most
+        # likely a build without SIMD kernels is installed (reinstall from this tree).
+        sys.exit(f"lowbit runs its scalar kernels here (have {lowbit._C.cpu_isa_supported()}; "
+                 f"from {lowbit.__file__}); install a build with the AVX2/AVX-512 kernels")
     torch.set_num_threads(args.threads)
     lowbit.set_num_threads(args.threads)
     schemes = args.schemes.split(",")
