@@ -26,7 +26,9 @@ const KernelTable *table_for(const char *isa) {
   const CpuFeatures &f = cpu_features();
   if (std::strcmp(isa, "scalar") == 0) return &scalar_kernels();
   if (std::strcmp(isa, "avx2") == 0) return f.avx2 ? avx2_kernels() : nullptr;
-  if (std::strcmp(isa, "avx512") == 0) return f.avx512 ? avx512_kernels() : nullptr;
+  // The AVX-512 kernels use VNNI (vpdpbusd): CPUs with AVX-512 but no VNNI (Skylake-X) get
+  // the AVX2 table instead.
+  if (std::strcmp(isa, "avx512") == 0) return f.avx512 && f.avx512_vnni ? avx512_kernels() : nullptr;
   return nullptr;
 }
 

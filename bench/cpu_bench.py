@@ -1,0 +1,203 @@
+"""CPU microbenchmark of lowbit's kernels against torch fp32 / bf16 matmul, in one run.
+
+    python bench/cpu_bench.py            # full sweep (< 20 min on 2 cores)
+    python bench/cpu_bench.py --quick    # 4096x4096 and 576x1536 only, M in {1, 512} (< 1 min)
+
+For every (N, K) shape, token count M and scheme it reports the median time of
+lowbit.ops.linear, the GB/s of packed weight bytes (codes + scales + zeros) that implies, the
+fraction of this machine's DRAM read bandwidth (measured in the same run) and the speedup over
+torch's dense fp32 and bf16 matmul of the same shape. Weights (ours and torch's) are rotated
+through more than 256 MiB of distinct copies, so no call finds its weight in the L3 cache.
+Writes bench/results/cpu.json, cpu.md and cpu.png.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+import lowbit
+from lowbit import formats, ops
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "results")
+ROTATE_BYTES = 288 << 20  # > 256 MiB of distinct weights, well past the 32 MiB L3
+SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (576, 576), (1536, 576), (576, 1536)]  # (N, K)
+MS = [1, 8, 64, 512]
+MIN_REPS = 3  # --quick: 2
+GROUP = {"w4a16": 128, "w3a16": 128}  # the schemes' defaults; the rest are per-channel
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def timeit(fn, n_copies, budget_s, min_reps=3, max_reps=200):
+    min_reps = min(min_reps, MIN_REPS)
+    """Median seconds of fn(i) over calls that rotate i through the copies."""
+    fn(0)  # warm up (thread pool, allocator)
+    times, i, start = [], 1, time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn(i % n_copies)
+        times.append(time.perf_counter() - t0)
+        i += 1
+    return statistics.median(times)
+
+
+def dram_bandwidth():
+    """GB/s of a torch sum over a 1 GiB float32 buffer (median of 7): this run's DRAM read speed."""
+    buf = torch.ones(1 << 28)
+    buf.sum()
+    ts = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        buf.sum()
+        ts.append(time.perf_counter() - t0)
+    del buf
+    return (1 << 30) / statistics.median(ts) / 1e9
+
+
+def copies_for(nbytes):
+    return max(2, -(-ROTATE_BYTES // max(nbytes, 1)))
+
+
+def make_weights(scheme, N, K, gen):
+    s = formats.SCHEMES[scheme]
+    gs = formats.resolve_group_size(s, GROUP.get(scheme, -1), K)
+    codes = torch.randint(0, s.max_code + 1, (N, K), generator=gen, dtype=torch.int32)
+    G = formats.num_groups(K, gs)
+    qweight = formats.pack(codes, s)
+    scales = (torch.rand(N, G, generator=gen) * 0.01 + 0.001).half()
+    zeros = torch.randint(0, s.max_code + 1, (N, G), generator=gen).to(torch.uint8) if s.has_zeros else None
+    nbytes = qweight.numel() + scales.numel() * 2 + (zeros.numel() if zeros is not None else 0)
+    n = copies_for(nbytes)
+    return [(qweight.clone(), scales.clone(), None if zeros is None else zeros.clone()) for _ in range(n)], gs, nbytes
+
+
+def bench_shape(N, K, schemes, ms, budget, gen, bw):
+    rows = []
+    dense = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        w = torch.randn(N, K, generator=gen).to(dtype)
+        ws = [w.clone() for _ in range(copies_for(w.numel() * w.element_size()))]
+        for M in ms:
+            x = torch.randn(M, K, generator=gen).to(dtype)
+            dense[(dtype, M)] = timeit(lambda i: torch.nn.functional.linear(x, ws[i]), len(ws), budget)
+        del ws, w
+    for scheme in schemes:
+        copies, gs, nbytes = make_weights(scheme, N, K, gen)
+        for M in ms:
+            x = torch.randn(M, K, generator=gen)
+            t = timeit(lambda i: ops.linear(x, copies[i][0], copies[i][1], copies[i][2], None, scheme, K, gs),
+                       len(copies), budget)
+            gbs = nbytes / t / 1e9
+            rows.append(dict(N=N, K=K, M=M, scheme=scheme, group_size=gs, ms=t * 1e3, weight_bytes=nbytes,
+                             gbps=gbs, bw_frac=gbs / bw, torch_fp32_ms=dense[(torch.float32, M)] * 1e3,
+                             torch_bf16_ms=dense[(torch.bfloat16, M)] * 1e3,
+                             speedup_fp32=dense[(torch.float32, M)] / t, speedup_bf16=dense[(torch.bfloat16, M)] / t))
+            r = rows[-1]
+            print(f"{N:>6}x{K:<6} M={M:<4} {scheme:8} {r['ms']:9.3f} ms {gbs:6.1f} GB/s ({r['bw_frac']:4.0%})"
+                  f"  x{r['speedup_fp32']:6.2f} vs fp32  x{r['speedup_bf16']:6.2f} vs bf16", flush=True)
+        del copies
+    return rows
+
+
+def write_markdown(path, meta, rows):
+    lines = ["# lowbit CPU kernels vs torch dense matmul", "",
+             f"- date: {meta['date']}", f"- command: `{meta['command']}`", f"- machine: {meta['cpu']}, "
+             f"{meta['threads']} threads, ISA {meta['isa']}, torch {meta['torch']}",
+             f"- measured DRAM read bandwidth (torch sum over 1 GiB): {meta['dram_gbps']:.1f} GB/s",
+             "- weights rotated through > 256 MiB of copies (nothing from L3); median times",
+             "- GB/s: packed weight bytes (codes + scales + zeros) per second; 'of BW': fraction of the "
+             "measured bandwidth", "- speedup: torch fp32 (bf16) F.linear time / lowbit time, same shape, same run",
+             "", "| N x K | M | scheme | ms | GB/s | of BW | vs fp32 | vs bf16 |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['N']}x{r['K']} | {r['M']} | {r['scheme']} | {r['ms']:.3f} | {r['gbps']:.1f} | "
+                     f"{r['bw_frac']:.0%} | {r['speedup_fp32']:.2f}x | {r['speedup_bf16']:.2f}x |")
+    dense = {}
+    for r in rows:
+        dense[(r["N"], r["K"], r["M"])] = (r["torch_fp32_ms"], r["torch_bf16_ms"])
+    lines += ["", "Dense baselines (ms):", "", "| N x K | M | torch fp32 | torch bf16 |", "|---|---|---|---|"]
+    for (N, K, M), (f, b) in dense.items():
+        lines.append(f"| {N}x{K} | {M} | {f:.3f} | {b:.3f} |")
+    open(path, "w").write("\n".join(lines) + "\n")
+
+
+def plot(path, rows, schemes):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ms = sorted({r["M"] for r in rows})
+    shapes = list(dict.fromkeys((r["N"], r["K"]) for r in rows))
+    fig, axes = plt.subplots(1, len(ms), figsize=(4.5 * len(ms), 4), squeeze=False)
+    width = 0.8 / len(shapes)
+    for ax, M in zip(axes[0], ms):
+        for si, (N, K) in enumerate(shapes):
+            vals = [next((r["speedup_fp32"] for r in rows if r["M"] == M and r["N"] == N and r["K"] == K
+                          and r["scheme"] == s), 0) for s in schemes]
+            ax.bar([i + si * width for i in range(len(schemes))], vals, width, label=f"{N}x{K}")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(schemes))], schemes, rotation=60)
+        ax.set_title(f"M = {M}")
+        ax.set_ylabel("speedup vs torch fp32")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="two shapes, M in {1, 512}: under a minute")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--schemes", default=",".join(formats.SCHEMES))
+    args = ap.parse_args()
+    if lowbit._C.cpu_isa() == "scalar":
+        # The scalar reference is an oracle, not a kernel to time: M=512 would take hours. Most
+        # likely a build without SIMD kernels is installed (reinstall from this tree).
+        sys.exit(f"lowbit runs its scalar kernels here (have {lowbit._C.cpu_isa_supported()}; "
+                 f"from {lowbit.__file__}); install a build with the AVX2/AVX-512 kernels")
+    torch.set_num_threads(args.threads)
+    lowbit.set_num_threads(args.threads)
+    schemes = args.schemes.split(",")
+    shapes = [(4096, 4096), (576, 1536)] if args.quick else SHAPES
+    ms = [1, 512] if args.quick else MS
+    budget = 0.1 if args.quick else 0.6
+    global MIN_REPS
+    MIN_REPS = 2 if args.quick else 3
+    gen = torch.Generator().manual_seed(0)
+    bw = dram_bandwidth()
+    print(f"DRAM read bandwidth: {bw:.1f} GB/s; lowbit ISA {lowbit._C.cpu_isa()}, {args.threads} threads")
+    t0 = time.time()
+    rows = []
+    for N, K in shapes:
+        rows += bench_shape(N, K, schemes, ms, budget, gen, bw)
+    meta = dict(date=datetime.datetime.now().isoformat(timespec="seconds"),
+                command="python bench/cpu_bench.py" + (" --quick" if args.quick else ""), cpu=cpu_name(),
+                threads=args.threads, isa=lowbit._C.cpu_isa(), torch=torch.__version__, dram_gbps=bw,
+                lowbit=lowbit.backend_info(), elapsed_s=time.time() - t0,
+                note="noisy: measured while other CPU-heavy jobs shared the machine; re-measure on a quiet one")
+    os.makedirs(OUT, exist_ok=True)
+    stem = "cpu_quick" if args.quick else "cpu"
+    json.dump(dict(meta=meta, rows=rows), open(os.path.join(OUT, stem + ".json"), "w"), indent=1)
+    write_markdown(os.path.join(OUT, stem + ".md"), meta, rows)
+    plot(os.path.join(OUT, stem + ".png"), rows, schemes)
+    print(f"wrote {OUT}/{stem}.{{json,md,png}} in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

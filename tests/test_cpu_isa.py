@@ -1,0 +1,133 @@
+"""Every SIMD kernel table against the scalar reference (the oracle), scheme by scheme.
+
+For each ISA this build and CPU support, the same random weights and activations go through
+the ISA's kernels and through the scalar ones: the integer and add-only schemes must agree
+bit for bit (their float epilogue runs in the reference's order), the weight-only schemes
+within 1e-5 relative to the size of the terms (float summation order differs).
+"""
+import pytest
+import torch
+
+import lowbit
+from lowbit import formats, ops
+
+SIMD_ISAS = [i for i in lowbit._C.cpu_isa_supported().split(",") if i != "scalar"]
+SCHEMES = list(formats.SCHEMES)
+INT_SCHEMES = [s for s in SCHEMES if formats.SCHEMES[s].compute != "weight_only"]
+
+pytestmark = pytest.mark.skipif(not SIMD_ISAS, reason="no SIMD ISA on this CPU/build")
+
+
+@pytest.fixture(autouse=True)
+def restore_isa():
+    before = lowbit._C.cpu_isa()
+    yield
+    lowbit.set_cpu_isa(before)
+
+
+def make_weight(scheme, N, K, group_size, gen, bias=True, unit_scales=False):
+    s = formats.SCHEMES[scheme]
+    codes = torch.randint(0, s.max_code + 1, (N, K), generator=gen, dtype=torch.int32)
+    G = formats.num_groups(K, group_size)
+    if unit_scales:
+        scales = torch.ones(N, G, dtype=torch.float16)
+    else:
+        scales = ((torch.rand(N, G, generator=gen) + 0.5) * 0.02).half()
+    zeros = torch.randint(0, s.max_code + 1, (N, G), generator=gen, dtype=torch.int32).to(torch.uint8) if s.has_zeros else None
+    b = torch.randn(N, generator=gen) if bias else None
+    return formats.pack(codes, s), scales, zeros, b, codes
+
+
+def run_linear(isa, x, w, scheme, K, gs):
+    lowbit.set_cpu_isa(isa)
+    qweight, scales, zeros, bias, _ = w
+    return ops.linear(x, qweight, scales, zeros, bias, scheme, K, gs)
+
+
+def check_close(scheme, got, ref, x, w, K, gs):
+    if formats.SCHEMES[scheme].compute != "weight_only":
+        assert torch.equal(got, ref), (got - ref).abs().max()
+        return
+    # Tolerance relative to sum |x| |w|: the size of the terms, not of a cancelling sum.
+    wd = formats.dequantize(w[0], w[1], w[2], scheme, K, gs).double()
+    mag = x.double().abs().reshape(-1, K) @ wd.abs().T
+    err = (got.double() - ref.double()).abs().reshape(mag.shape)
+    assert (err <= 1e-5 * mag + 1e-6).all(), (err / (mag + 1e-12)).max()
+
+
+def group_sizes(K):
+    # 32, 64, 128 where they split K into groups (the last one may be partial), and per-channel.
+    return sorted({g for g in (32, 64, 128) if g < K} | {K})
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("K", [32, 96, 100, 576, 1000])
+def test_linear_matches_scalar(isa, scheme, K):
+    gen = torch.Generator().manual_seed(hash((scheme, K)) % 2**31)
+    N = 37
+    for gs in group_sizes(K):
+        w = make_weight(scheme, N, K, gs, gen, bias=gs != 64)
+        for M in (1, 3, 7, 64, 129):
+            x = torch.randn(M, K, generator=gen)
+            ref = run_linear("scalar", x, w, scheme, K, gs)
+            got = run_linear(isa, x, w, scheme, K, gs)
+            check_close(scheme, got, ref, x, w, K, gs)
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_many_tasks_and_dtypes(isa, scheme):
+    """Enough rows for many tasks (threads, the M split), leading dims, fp16/bf16 in and out."""
+    gen = torch.Generator().manual_seed(7)
+    N, K, gs = 301, 576, 128
+    w = make_weight(scheme, N, K, gs, gen)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(2, 35, K, generator=gen).to(dtype)
+        ref = run_linear("scalar", x, w, scheme, K, gs)
+        got = run_linear(isa, x, w, scheme, K, gs)
+        assert got.shape == (2, 35, N) and got.dtype == dtype
+        if dtype == torch.float32:
+            check_close(scheme, got, ref, x, w, K, gs)
+        else:
+            torch.testing.assert_close(got.float(), ref.float(), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("scheme", INT_SCHEMES)
+@pytest.mark.parametrize("K", [100, 1000, 8300])
+def test_exact_integers(isa, scheme, K):
+    """Unit scales: linear_q returns the exact integer dot products, as the scalar ISA does.
+    K = 8300 runs past the 255 blocks an int16 add-only lane holds (the widening path)."""
+    s = formats.SCHEMES[scheme]
+    gen = torch.Generator().manual_seed(K)
+    N, M = 19, 5
+    qweight, scales, _, _, codes = make_weight(scheme, N, K, K, gen, bias=False, unit_scales=True)
+    x = torch.randn(M, K, generator=gen)
+    x[0] = 1.0  # a token of all +qmax: the largest sums
+    q, _ = torch.ops.lowbit.quantize_act(x, s.abits)
+    one = torch.ones(M)
+    expect = (q.long() @ formats.code_values(codes, s).long().T).double()
+    assert expect.abs().max() < 2**24  # exact in float32
+    outs = {}
+    for isa_ in ("scalar", isa):
+        lowbit.set_cpu_isa(isa_)
+        outs[isa_] = torch.ops.lowbit.linear_q(q, one, qweight, scales, None, scheme, K, K, torch.float32)
+    assert torch.equal(outs[isa], outs["scalar"])
+    assert torch.equal(outs[isa].double(), expect)
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+def test_set_num_threads_same_result(isa):
+    gen = torch.Generator().manual_seed(3)
+    w = make_weight("w4a8", 130, 256, 64, gen)
+    x = torch.randn(9, 256, generator=gen)
+    before = lowbit.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            lowbit.set_num_threads(n)
+            outs.append(run_linear(isa, x, w, "w4a8", 256, 64))
+    finally:
+        lowbit.set_num_threads(before)
+    assert all(torch.equal(o, outs[0]) for o in outs)
