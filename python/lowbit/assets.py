@@ -10,7 +10,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -54,7 +56,11 @@ def load_model(model: str = "default"):
     except ImportError:
         raise AssetError(f"transformers is needed to read models: {MODEL_HINT}") from None
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
     import torch
+    # transformers' own bars and warnings would bury lowbit's one-line errors and progress.
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     path = default_gguf() if model == "default" else model
     if not os.path.exists(path):
         raise AssetError(f"model: no such file or folder: {path}")
@@ -69,9 +75,12 @@ def load_model(model: str = "default"):
         kw = dict(gguf_file=f)
     else:
         d, kw = path, {}
+    print(f"loading {path} ...", flush=True)
     try:
-        tok = AutoTokenizer.from_pretrained(d, local_files_only=True, **kw)
-        m = AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32, **kw).eval()
+        # The GGUF reader draws its own tqdm bar on stderr; keep stderr for lowbit's messages.
+        with contextlib.redirect_stderr(io.StringIO()):
+            tok = AutoTokenizer.from_pretrained(d, local_files_only=True, **kw)
+            m = AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32, **kw).eval()
     except Exception as e:
         raise AssetError(f"model: cannot load {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     name = "SmolLM2-135M-Instruct" if model == "default" else os.path.basename(os.path.normpath(path))
