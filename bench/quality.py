@@ -96,6 +96,8 @@ def main():
     ap.add_argument("--configs", default="fp,rtn4g128,gptq4g128,gptq4g128act,gptq3g128")
     ap.add_argument("--windows", type=int, default=40)
     ap.add_argument("--kernel-windows", type=int, default=1, help="windows evaluated through the kernels")
+    ap.add_argument("--kernel-seqlen", type=int, default=512,
+                    help="tokens of each kernel window (a prefix of it; <512 to make the check affordable)")
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--out", default=RESULTS)
     a = ap.parse_args()
@@ -114,7 +116,7 @@ def main():
         model = model0
         model.load_state_dict(state) if cfg is None else None
         row = dict(config=c, model="SmolLM2-135M-Instruct (GGUF Q4_1 -> float32)", windows=k,
-                   command="python bench/quality.py --configs " + c + f" --windows {a.windows} --kernel-windows {a.kernel_windows}",
+                   command="python bench/quality.py --configs " + c + f" --windows {a.windows} --kernel-windows {a.kernel_windows} --kernel-seqlen {a.kernel_seqlen}",
                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                    reference_ppl=REFERENCE.get(c), lowbit_backend=lowbit.backend_info()["cpu_isa"])
         if cfg is None:
@@ -146,13 +148,13 @@ def main():
                 row["ppl"] = round(perplexity(model, win), 4)
             row["eval_s"] = round(time.time() - t, 1)
             if a.kernel_windows > 0:
-                kw_ = win[: a.kernel_windows]
+                kw_ = win[: a.kernel_windows, : a.kernel_seqlen]
                 with packed_path(model):
                     row["ppl_packed_kwin"] = round(perplexity(model, kw_), 4)
                 t = time.time()
                 row["ppl_kernels_kwin"] = round(perplexity(model, kw_, bs=1), 4)
                 row["kernel_eval_s"] = round(time.time() - t, 1)
-                row["kernel_windows"] = int(kw_.shape[0])
+                row["kernel_windows"] = f"{kw_.shape[0]}x{kw_.shape[1]}"
         print(json.dumps(row), flush=True)
         rows[c] = row
         json.dump(rows, open(jpath, "w"), indent=1)
@@ -167,10 +169,10 @@ def write_md(rows, path):
          "Written by `bench/quality.py` (see its docstring); `reference` = reference_ppl.py's measured number",
          "(fake-quantized float; GPTQ = IST-DASLab code, act-order there with a per-column group index).", "",
          "| config | method | scheme | group | act-order | bits/weight | ppl (40 win, packed) | reference | "
-         "ppl kernels / packed (first k win) | quantize s | eval s | kernel eval s | date |",
+         "ppl kernels / packed (same tokens) | quantize s | eval s | kernel eval s | date |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c, r in rows.items():
-        kk = (f"{r['ppl_kernels_kwin']} / {r['ppl_packed_kwin']} (k={r['kernel_windows']})"
+        kk = (f"{r['ppl_kernels_kwin']} / {r['ppl_packed_kwin']} (first {r['kernel_windows']} tokens)"
               if "ppl_kernels_kwin" in r else "-")
         L.append(f"| {c} | {r['method']}{' +mse' if r.get('mse') else ''} | {r['scheme']} | {r['group_size']} | "
                  f"{'yes' if r.get('act_order') else '-'} | {r['bits_per_weight']} | **{r['ppl']}** | "
