@@ -100,7 +100,17 @@ def main():
                     help="tokens of each kernel window (a prefix of it; <512 to make the check affordable)")
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--out", default=RESULTS)
+    ap.add_argument("--merge", nargs="*", default=None,
+                    help="only merge these quality.json files into --out and rewrite the md (no runs)")
     a = ap.parse_args()
+    if a.merge is not None:
+        jpath = os.path.join(a.out, "quality.json")
+        rows = json.load(open(jpath)) if os.path.exists(jpath) else {}
+        for f in a.merge:
+            rows.update(json.load(open(f)))
+        json.dump(rows, open(jpath, "w"), indent=1)
+        write_md(rows, os.path.join(a.out, "quality.md"))
+        return
     model0, tok = load_model()
     ids = lambda t: torch.tensor(tok(t, add_special_tokens=False).input_ids)
     ev = ids(read("pride_and_prejudice", a.data))
@@ -178,7 +188,21 @@ def write_md(rows, path):
                  f"{'yes' if r.get('act_order') else '-'} | {r['bits_per_weight']} | **{r['ppl']}** | "
                  f"{r.get('reference_ppl') or '-'} | {kk} | {r['quantize_s']} | {r['eval_s']} | "
                  f"{r.get('kernel_eval_s', '-')} | {r['date'][:16]} |")
-    L += ["", "Commands: " + "; ".join(sorted({f"`{r['command']}`" for r in rows.values()})), ""]
+    L += ["", "Commands: " + "; ".join(sorted({f"`{r['command']}`" for r in rows.values()})), "",
+          "Notes:",
+          "- `ppl (40 win, packed)`: every QLinear computes F.linear(x, QLinear.dequantize()), the float32 weight decoded",
+          "  from its packed codes and fp16 scales/zeros, i.e. exactly the operand of lowbit's kernels. The column",
+          "  `ppl kernels / packed` evaluates the first tokens of window 1 both through QLinear.forward (the compiled",
+          "  kernels, here the scalar reference ones) and through the packed path: they agree to float rounding. All 40",
+          "  windows through the scalar kernels would take hours on this 2-core machine (about 0.3 GMAC/s; the AVX",
+          "  kernels are being written); rerun with `--kernel-windows 40 --kernel-seqlen 512` once they land.",
+          "- fp and rtn reproduce reference_ppl.py (28.47 / 36.35); rtn differs slightly because lowbit stores fp16",
+          "  scales and computes the codes with the rounded scale (the reference keeps float32 scales).",
+          "- GPTQ: lowbit.quant.gptq (percdamp 0.01, block 128, asymmetric, true-sequential, 128 x 512 calibration",
+          "  windows). `act` = act-order with static groups: scales from the original column groups, codes un-permuted,",
+          "  no run-time permutation (the reference's act-order number uses a per-column group index instead).",
+          "- Timings are wall-clock on a 2-core machine shared with other engineers' CPU-heavy jobs (load average 5-8",
+          "  during these runs, 1 torch thread per process): they are noisy upper bounds, not benchmarks.", ""]
     open(path, "w").write("\n".join(L) + "\n")
 
 
