@@ -98,6 +98,7 @@ def main():
     ap.add_argument("--kernel-windows", type=int, default=1, help="windows evaluated through the kernels")
     ap.add_argument("--kernel-seqlen", type=int, default=512,
                     help="tokens of each kernel window (a prefix of it; <512 to make the check affordable)")
+    ap.add_argument("--nsamples", type=int, default=128, help="calibration windows (protocol: 128)")
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--merge", nargs="*", default=None,
@@ -117,6 +118,7 @@ def main():
     k = min(a.windows, ev.numel() // 512)
     win = ev[: k * 512].view(k, 512)
     calib = calib_windows(ids(read("emma", a.data) + "\n\n" + read("sense_and_sensibility", a.data)), 128, 512, 0)
+    calib = calib[: a.nsamples]  # the first n of the protocol's 128 windows
     state = {k_: v.clone() for k_, v in model0.state_dict().items()}
     os.makedirs(a.out, exist_ok=True)
     jpath = os.path.join(a.out, "quality.json")
@@ -126,7 +128,7 @@ def main():
         model = model0
         model.load_state_dict(state) if cfg is None else None
         row = dict(config=c, model="SmolLM2-135M-Instruct (GGUF Q4_1 -> float32)", windows=k,
-                   command="python bench/quality.py --configs " + c + f" --windows {a.windows} --kernel-windows {a.kernel_windows} --kernel-seqlen {a.kernel_seqlen}",
+                   command="python bench/quality.py --configs " + c + f" --windows {a.windows} --nsamples {a.nsamples} --kernel-windows {a.kernel_windows} --kernel-seqlen {a.kernel_seqlen}",
                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                    reference_ppl=REFERENCE.get(c), lowbit_backend=lowbit.backend_info()["cpu_isa"])
         if cfg is None:
@@ -147,7 +149,7 @@ def main():
             row["quantize_s"] = round(time.time() - t, 1)
             qs = [m for m in model.modules() if isinstance(m, lowbit.QLinear)]
             nw = sum(m.in_features * m.out_features for m in qs)
-            row.update(method=cfg["method"], scheme=cfg["scheme"], group_size=cfg["group_size"],
+            row.update(calib_windows=a.nsamples if cfg["method"] == "gptq" else None, method=cfg["method"], scheme=cfg["scheme"], group_size=cfg["group_size"],
                        act_order=cfg["act_order"], mse=cfg["mse"], sym=cfg["sym"],
                        true_sequential=cfg["true_sequential"] if cfg["method"] == "gptq" else None,
                        n_qlinear=len(qs),
@@ -184,7 +186,8 @@ def write_md(rows, path):
     for c, r in rows.items():
         kk = (f"{r['ppl_kernels_kwin']} / {r['ppl_packed_kwin']} (first {r['kernel_windows']} tokens)"
               if "ppl_kernels_kwin" in r else "-")
-        L.append(f"| {c} | {r['method']}{' +mse' if r.get('mse') else ''} | {r['scheme']} | {r['group_size']} | "
+        cal = f" ({r['calib_windows']} calib)" if r.get("calib_windows") else ""
+        L.append(f"| {c} | {r['method']}{' +mse' if r.get('mse') else ''}{cal} | {r['scheme']} | {r['group_size']} | "
                  f"{'yes' if r.get('act_order') else '-'} | {r['bits_per_weight']} | **{r['ppl']}** | "
                  f"{r.get('reference_ppl') or '-'} | {kk} | {r['quantize_s']} | {r['eval_s']} | "
                  f"{r.get('kernel_eval_s', '-')} | {r['date'][:16]} |")
