@@ -223,3 +223,30 @@ def test_replay_of_finished_sublayers_changes_nothing(monkeypatch):
         lowbit.quantize(model, "w4a16", "gptq", group_size=32, calib=x, skip=["lm_head"], progress=False)
         outs.append({n: m.qweight.clone() for n, m in model.named_modules() if isinstance(m, lowbit.QLinear)})
     assert outs[0].keys() == outs[1].keys() and all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+
+
+@pytest.mark.parametrize("arch", ["opt", "bert"])
+def test_opt_and_bert_layouts(arch):
+    """The block walk also handles OPT (model.decoder.layers) and BERT encoders (encoder.layer),
+    whose blocks take the attention mask positionally."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    x = torch.randint(0, 100, (8, 16))
+    if arch == "opt":
+        model = transformers.OPTForCausalLM(transformers.OPTConfig(
+            vocab_size=100, hidden_size=64, ffn_dim=128, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=64, word_embed_proj_dim=64)).eval()
+        out, skip, scheme, gs = (lambda m: m(x).logits), ["lm_head"], "w4a16", 32
+    else:
+        model = transformers.BertModel(transformers.BertConfig(
+            vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4)).eval()
+        out, skip, scheme, gs = (lambda m: m(x).last_hidden_state), ["pooler.dense"], "w8a8", -1
+    with torch.no_grad():
+        y0 = out(model)
+    lowbit.quantize(model, scheme, "gptq", group_size=gs, calib=x, skip=skip, mse=True, progress=False)
+    n = sum(isinstance(m, lowbit.QLinear) for m in model.modules())
+    assert n == 12
+    with torch.no_grad():
+        y = out(model)
+    assert float((y - y0).norm() / y0.norm()) < 0.1

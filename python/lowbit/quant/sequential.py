@@ -63,7 +63,13 @@ def _first(x):
     return x[0] if isinstance(x, (tuple, list)) else x
 
 
+_ARGS = "__lowbit_positional__"  # key under which extra positional arguments of a block are kept
+
+
 def _run(block, inp, kw):
+    if _ARGS in kw:
+        kw = dict(kw)
+        return _first(block(inp, *kw.pop(_ARGS), **kw))
     return _first(block(inp, **kw))
 
 
@@ -74,10 +80,9 @@ def capture_inputs(model, blocks, calib: torch.Tensor, batch_size: int, progress
 
     def hook(module, args, kwargs):
         kw = dict(kwargs)
-        if len(args) > 1:  # blocks are replayed as block(hidden, **kwargs)
-            raise ValueError("model: its blocks take extra positional arguments; GPTQ supports blocks called "
-                             "as block(hidden_states, **kwargs)")
         hidden = args[0] if args else kw.pop("hidden_states")
+        if len(args) > 1:  # other positional arguments (OPT, BERT pass the mask positionally)
+            kw[_ARGS] = args[1:]
         store.append((hidden, kw))
         raise _Stop
 
