@@ -204,6 +204,9 @@ def write_md(rows, path):
           "- GPTQ: lowbit.quant.gptq (percdamp 0.01, block 128, asymmetric, true-sequential, 128 x 512 calibration",
           "  windows). `act` = act-order with static groups: scales from the original column groups, codes un-permuted,",
           "  no run-time permutation (the reference's act-order number uses a per-column group index instead).",
+          "- `(64 calib)`: that GPTQ run used the first 64 of the protocol's 128 calibration windows (`--nsamples 64`):",
+          "  with the machine this loaded a 128-window run was heading for ~60 min wall-clock per config (about 2 min per",
+          "  block), too long for the session. The reference GPTQ numbers use all 128 windows.",
           "- Timings are wall-clock on a 2-core machine shared with other engineers' CPU-heavy jobs (load average 5-8",
           "  during these runs, 1 torch thread per process): they are noisy upper bounds, not benchmarks.", ""]
     open(path, "w").write("\n".join(L) + "\n")
