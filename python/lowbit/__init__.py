@@ -15,9 +15,11 @@ from .formats import SCHEMES, Scheme, get_scheme
 from .nn import QLinear
 from .model import load, quantize, save
 from . import ops
+from .interop import export_gptq, import_gptq
 
 __all__ = ["QLinear", "quantize", "save", "load", "SCHEMES", "Scheme", "get_scheme", "backend_info",
-           "set_num_threads", "get_num_threads", "set_cpu_isa", "get_include", "get_library", "ops"]
+           "set_num_threads", "get_num_threads", "set_cpu_isa", "get_include", "get_library", "ops",
+           "export_gptq", "import_gptq"]
 
 
 def set_num_threads(n: int):

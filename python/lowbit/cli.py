@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    from . import __version__, bench, demo
+    from . import __version__, bench, commands, demo
     p = argparse.ArgumentParser(prog="lowbit", description="Fast low-bit matrix multiplication for PyTorch models.")
     p.add_argument("--version", action="version", version=f"lowbit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -18,6 +18,15 @@ def main(argv=None) -> int:
                        description=demo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_arguments(d)
     d.set_defaults(func=demo.demo_command)
+    q = sub.add_parser("quantize", help="quantize a model and save it (lowbit checkpoint or GPTQ layout)",
+                       description="Quantize every decoder linear layer of MODEL (lm_head stays float) and save it.")
+    commands.add_quantize_arguments(q)
+    q.set_defaults(func=commands.quantize_command)
+    e = sub.add_parser("eval", help="perplexity of a model (optionally a quantized checkpoint) on a text",
+                       description="Perplexity over consecutive windows of a text, through lowbit's kernels "
+                                   "for quantized layers.")
+    commands.add_eval_arguments(e)
+    e.set_defaults(func=commands.eval_command)
     i = sub.add_parser("info", help="print what this build and machine offer (ISA, CUDA, versions)")
     i.set_defaults(func=_info)
     args = p.parse_args(argv)
