@@ -129,6 +129,7 @@ def main():
     ap.add_argument("--windows", type=int, default=40)
     ap.add_argument("--kernel-windows", type=int, default=1, help="windows evaluated through the kernels")
     ap.add_argument("--nsamples", type=int, default=128, help="calibration windows (x 512 tokens)")
+    ap.add_argument("--save", default=None, help="folder: also lowbit.save each quantized model there")
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--out", default=RESULTS)
     a = ap.parse_args()
@@ -174,6 +175,9 @@ def main():
             lowbit.quantize(model, cfg["scheme"], cfg["method"], group_size=cfg["group_size"], skip=["lm_head"],
                             sym=cfg["sym"], mse=cfg["mse"], **kw)
             row["quantize_s"] = round(time.time() - t, 1)
+            if a.save:
+                os.makedirs(a.save, exist_ok=True)
+                lowbit.save(model, os.path.join(a.save, c + ".lowbit.safetensors"))
             from lowbit.quant.rptq import QLinearStatic
             qs = [m for m in model.modules() if isinstance(m, (lowbit.QLinear, QLinearStatic))]
             nw = sum(m.in_features * m.out_features for m in qs)
