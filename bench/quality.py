@@ -245,11 +245,12 @@ def act_section(rows):
          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c, r in rows.items():
         kk = (f"{r['ppl_kernels_kwin']} / {r['ppl_packed_kwin']} (k={r['kernel_windows']})"
-              if "ppl_kernels_kwin" in r else "-")
+              if "ppl_kernels_kwin" in r else r.get("kernel_check", "-"))  # kernel_check: bench/kernel_check.py
         L.append(f"| {c} | {r['scheme']} | {r['act_quant']} | {r.get('clusters') or '-'} | {r.get('nsamples', 128)} | "
                  f"{r['windows']} | {r.get('fp_ppl_same_windows')} | **{r['ppl']}** | {kk} | {r['quantize_s']} | "
                  f"{r['eval_s']} | {r['date'][:16]} |")
     L += ["", "Commands: " + "; ".join(sorted({f"`{r['command']}`" for r in rows.values()})), ""]
+    L += [n for r in rows.values() for n in r.get("notes", [])][:1] + [""]
     return L
 
 
