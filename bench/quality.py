@@ -10,6 +10,14 @@ Configs: fp | {rtn,gptq}{B}g{G} or ...pc (per-channel), then any of the suffixes
   act (act-order + static groups), mse (MSE range search), sym (symmetric), nts (not true-sequential)
   e.g. gptq4g128actmse. B = 4 or 3 (w4a16 / w3a16).
 
+Activation-quantized integer schemes (bench/results/quality.md, RPTQ section):
+  rptq{W}a{A}c{C}  RPTQ (lowbit.quantize(method="rptq", clusters=C)): static per-cluster
+                   asymmetric activations; c1 = one static scale/zero per tensor (per-tensor static)
+  dyn{W}a{A}       per-token dynamic symmetric activations (QLinear) with GPTQ weights
+                   (lowbit.quantize(method="gptq")); W/A in 8/8, 4/8, 4/4, 3/3, per-channel weights
+  Their "packed" path simulates the kernels' arithmetic in float torch (decoded weights and the
+  activation fake quantization the kernel does); --nsamples sets the calibration windows.
+
 Evaluation goes through QLinear. Two paths, both reported:
   kernels  QLinear.forward, i.e. lowbit's compiled kernels (torch.ops.lowbit.linear), on the
            first --kernel-windows windows (the scalar reference kernels take minutes per window
@@ -64,18 +72,35 @@ def perplexity(model, win, bs=4):
     return float(torch.exp(torch.tensor(nll / cnt)))
 
 
+def fake_quant_dynamic(x, bits):
+    """Per-token symmetric absmax quantization as the kernel does it (lowbit_quantize_act), dequantized."""
+    qmax = 2 ** (bits - 1) - 1
+    amax = x.float().abs().amax(-1, keepdim=True)
+    s = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    return (torch.round(x.float() / s).clamp(-qmax, qmax) * s).to(x.dtype)
+
+
 @contextlib.contextmanager
 def packed_path(model):
-    """Run every QLinear as F.linear(x, QLinear.dequantize(), bias) (weights decoded once)."""
+    """Run every QLinear as F.linear(x, QLinear.dequantize(), bias) (weights decoded once), with
+    the kernels' per-token activation quantization for the integer schemes; QLinearStatic (RPTQ)
+    runs its own float simulation."""
+    from lowbit.quant.rptq import set_simulate
     saved = []
     for m in model.modules():
         if isinstance(m, lowbit.QLinear):
             w, b = m.dequantize(), m.bias
+            s = lowbit.get_scheme(m.scheme)
             saved.append(m)
-            m.forward = (lambda w, b: lambda x: F.linear(x, w, b))(w, b)
+            if s.compute == "integer":
+                m.forward = (lambda w, b, a: lambda x: F.linear(fake_quant_dynamic(x, a), w, b))(w, b, s.abits)
+            else:
+                m.forward = (lambda w, b: lambda x: F.linear(x, w, b))(w, b)
+    set_simulate(model, True)
     try:
         yield
     finally:
+        set_simulate(model, False)
         for m in saved:
             del m.forward
 
@@ -83,6 +108,13 @@ def packed_path(model):
 def parse(c):
     if c == "fp":
         return None
+    m = re.fullmatch(r"(rptq|dyn)([348])a([348])(?:c(\d+))?", c)
+    if m:
+        if (m[1] == "rptq") != (m[4] is not None) or f"w{m[2]}a{m[3]}" not in lowbit.SCHEMES:
+            raise SystemExit(f"bad config {c!r}: rptq{{W}}a{{A}}c{{C}} or dyn{{W}}a{{A}} (w8a8, w4a8, w4a4, w3a3)")
+        return dict(method="rptq" if m[1] == "rptq" else "gptq", scheme=f"w{m[2]}a{m[3]}", group_size=-1,
+                    clusters=int(m[4]) if m[4] else None, act_order=False, mse=False, sym=False,
+                    true_sequential=True, act_quant="static" if m[1] == "rptq" else "dynamic")
     m = re.fullmatch(r"(rtn|gptq)([34])(?:g(\d+)|pc)((?:act|mse|sym|nts)*)", c)
     if not m:
         raise SystemExit(f"bad config {c!r} (see --help)")
@@ -99,6 +131,7 @@ def main():
     ap.add_argument("--kernel-seqlen", type=int, default=512,
                     help="tokens of each kernel window (a prefix of it; <512 to make the check affordable)")
     ap.add_argument("--nsamples", type=int, default=128, help="calibration windows (protocol: 128)")
+    ap.add_argument("--save", default=None, help="folder: also lowbit.save each quantized model there")
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--merge", nargs="*", default=None,
@@ -119,6 +152,7 @@ def main():
     win = ev[: k * 512].view(k, 512)
     calib = calib_windows(ids(read("emma", a.data) + "\n\n" + read("sense_and_sensibility", a.data)), 128, 512, 0)
     calib = calib[: a.nsamples]  # the first n of the protocol's 128 windows
+    fp_same = None  # float perplexity on these windows, for the activation-quantized rows
     state = {k_: v.clone() for k_, v in model0.state_dict().items()}
     os.makedirs(a.out, exist_ok=True)
     jpath = os.path.join(a.out, "quality.json")
@@ -128,7 +162,7 @@ def main():
         model = model0
         model.load_state_dict(state) if cfg is None else None
         row = dict(config=c, model="SmolLM2-135M-Instruct (GGUF Q4_1 -> float32)", windows=k,
-                   command="python bench/quality.py --configs " + c + f" --windows {a.windows} --nsamples {a.nsamples} --kernel-windows {a.kernel_windows} --kernel-seqlen {a.kernel_seqlen}",
+                   command="python bench/quality.py --configs " + c + f" --windows {a.windows} --nsamples {a.nsamples} --kernel-windows {a.kernel_windows} --kernel-seqlen {a.kernel_seqlen}", nsamples=a.nsamples,
                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                    reference_ppl=REFERENCE.get(c), lowbit_backend=lowbit.backend_info()["cpu_isa"])
         if cfg is None:
@@ -144,10 +178,20 @@ def main():
             t = time.time()
             kw = dict(calib=calib, act_order=cfg["act_order"], true_sequential=cfg["true_sequential"]) \
                 if cfg["method"] == "gptq" else {}
+            if cfg["method"] == "rptq":
+                kw = dict(calib=calib, clusters=cfg["clusters"])
+            if cfg.get("act_quant"):
+                if fp_same is None:
+                    fp_same = round(perplexity(model, win), 4)
+                row.update(act_quant=cfg["act_quant"], clusters=cfg["clusters"], fp_ppl_same_windows=fp_same)
             lowbit.quantize(model, cfg["scheme"], cfg["method"], group_size=cfg["group_size"], skip=["lm_head"],
                             sym=cfg["sym"], mse=cfg["mse"], **kw)
             row["quantize_s"] = round(time.time() - t, 1)
-            qs = [m for m in model.modules() if isinstance(m, lowbit.QLinear)]
+            if a.save:
+                os.makedirs(a.save, exist_ok=True)
+                lowbit.save(model, os.path.join(a.save, c + ".lowbit.safetensors"))
+            from lowbit.quant.rptq import QLinearStatic
+            qs = [m for m in model.modules() if isinstance(m, (lowbit.QLinear, QLinearStatic))]
             nw = sum(m.in_features * m.out_features for m in qs)
             row.update(calib_windows=a.nsamples if cfg["method"] == "gptq" else None, method=cfg["method"], scheme=cfg["scheme"], group_size=cfg["group_size"],
                        act_order=cfg["act_order"], mse=cfg["mse"], sym=cfg["sym"],
@@ -183,6 +227,8 @@ def write_md(rows, path):
          "| config | method | scheme | group | act-order | bits/weight | ppl (40 win, packed) | reference | "
          "ppl kernels / packed (same tokens) | quantize s | eval s | kernel eval s | date |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    act = {c: r for c, r in rows.items() if r.get("act_quant")}
+    rows = {c: r for c, r in rows.items() if not r.get("act_quant")}
     for c, r in rows.items():
         kk = (f"{r['ppl_kernels_kwin']} / {r['ppl_packed_kwin']} (first {r['kernel_windows']} tokens)"
               if "ppl_kernels_kwin" in r else "-")
@@ -209,7 +255,33 @@ def write_md(rows, path):
           "  block), too long for the session. The reference GPTQ numbers use all 128 windows.",
           "- Timings are wall-clock on a 2-core machine shared with other engineers' CPU-heavy jobs (load average 5-8",
           "  during these runs, 1 torch thread per process): they are noisy upper bounds, not benchmarks.", ""]
+    if act:
+        L += act_section(act)
     open(path, "w").write("\n".join(L) + "\n")
+
+
+def act_section(rows):
+    """The activation-quantized integer schemes: RPTQ vs per-token dynamic vs per-tensor static."""
+    L = ["## Activation quantization: RPTQ vs per-token dynamic vs per-tensor static", "",
+         "Integer schemes, per-channel symmetric GPTQ weights in all rows (percdamp 0.01, block 128, true-sequential).",
+         "`rptq..cC` = lowbit.quantize(method='rptq', clusters=C): static asymmetric activation scales per KMeans",
+         "cluster of channels (reorder folded into the norms and weights); `c1` = one static scale/zero per tensor",
+         "(per-tensor static, same machinery). `dyn..` = lowbit.quantize(method='gptq') on QLinear: per-token",
+         "dynamic symmetric absmax activations (GPTQ sees float activations there; RPTQ's GPTQ sees the already",
+         "quantized earlier layers). `ppl (sim)` = the kernels' arithmetic simulated in float torch on all `windows`;",
+         "`kernels / sim (first k)` = the same model through lowbit's scalar kernels vs the simulation on the first k windows.", "",
+         "| config | scheme | activations | clusters | calib windows | eval windows | ppl fp (same windows) | "
+         "ppl (sim) | kernels / sim (first k) | quantize s | eval s | date |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c, r in rows.items():
+        kk = (f"{r['ppl_kernels_kwin']} / {r['ppl_packed_kwin']} (k={r['kernel_windows']})"
+              if "ppl_kernels_kwin" in r else r.get("kernel_check", "-"))  # kernel_check: bench/kernel_check.py
+        L.append(f"| {c} | {r['scheme']} | {r['act_quant']} | {r.get('clusters') or '-'} | {r.get('nsamples', 128)} | "
+                 f"{r['windows']} | {r.get('fp_ppl_same_windows')} | **{r['ppl']}** | {kk} | {r['quantize_s']} | "
+                 f"{r['eval_s']} | {r['date'][:16]} |")
+    L += ["", "Commands: " + "; ".join(sorted({f"`{r['command']}`" for r in rows.values()})), ""]
+    L += [n for r in rows.values() for n in r.get("notes", [])][:1] + [""]
+    return L
 
 
 if __name__ == "__main__":

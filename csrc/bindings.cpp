@@ -93,6 +93,21 @@ PYBIND11_MODULE(_C, m) {
     check(st);
   });
 
+  m.def("linear_static", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
+                            std::uintptr_t bias, std::uintptr_t x, int x_dtype, int64_t M, std::uintptr_t act_scale,
+                            std::uintptr_t act_zero, std::uintptr_t cluster_end, int64_t C, int abits,
+                            std::uintptr_t y, int y_dtype) {
+    const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, 0, bias);
+    lowbit_status st;
+    {
+      py::gil_scoped_release nogil;
+      st = lowbit_linear_static(&w, ptr<const void>(x), static_cast<lowbit_dtype>(x_dtype), M,
+                                ptr<const float>(act_scale), ptr<const int32_t>(act_zero),
+                                ptr<const int32_t>(cluster_end), C, abits, ptr<void>(y), static_cast<lowbit_dtype>(y_dtype));
+    }
+    check(st);
+  });
+
   m.def("cpu_isa", &lowbit_cpu_isa);
   m.def("cpu_isa_supported", &lowbit_cpu_isa_supported);
   m.def("set_cpu_isa", [](const std::string &isa) { check(lowbit_set_cpu_isa(isa.c_str())); });

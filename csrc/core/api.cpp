@@ -1,6 +1,7 @@
 // The C API: argument checks that protect memory, fp16/bf16 conversion at the edges, and calls
 // through the active CPU kernel table. Python validates more (and more kindly) before it gets
 // here; these checks are the last line for C callers.
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -189,6 +190,47 @@ lowbit_status lowbit_linear(const lowbit_weight *w, const void *x, lowbit_dtype 
   std::vector<float> scale(static_cast<size_t>(M));
   kt.quantize_act(xf, M, w->K, si.abits, q.data(), scale.data());
   return lowbit_linear_q(w, q.data(), scale.data(), M, y, y_dtype);
+}
+
+lowbit_status lowbit_linear_static(const lowbit_weight *w, const void *x, lowbit_dtype x_dtype, int64_t M,
+                                   const float *act_scale, const int32_t *act_zero, const int32_t *cluster_end,
+                                   int64_t C, int abits, void *y, lowbit_dtype y_dtype) {
+  if (lowbit_status st = check_weight(w)) return st;
+  const SchemeInfo &si = kSchemes[w->scheme];
+  if (si.compute != Compute::Integer)
+    return fail(LOWBIT_ERR_SCHEME, "static activation quantization needs an integer scheme (w8a8, w4a8, w4a4, w3a3), got %s", si.name);
+  if (lowbit_status st = check_io(x, "x", M, y, y_dtype)) return st;
+  if (!valid_dtype(x_dtype)) return fail(LOWBIT_ERR_DTYPE, "unknown x dtype %d", static_cast<int>(x_dtype));
+  if (abits != 8 && abits != 4 && abits != 3) return fail(LOWBIT_ERR_VALUE, "abits must be 8, 4 or 3, got %d", abits);
+  // |u - z| <= 255 and |q_w| <= 128: a piece of at most K channels stays inside int32.
+  if (w->K > 65536) return fail(LOWBIT_ERR_SIZE, "K=%lld is too large for exact int32 sums (at most 65536)", static_cast<long long>(w->K));
+  if (C <= 0 || C > w->K)
+    return fail(LOWBIT_ERR_SIZE, "C (number of clusters) must be in [1, K=%lld], got %lld", static_cast<long long>(w->K), static_cast<long long>(C));
+  if (!act_scale) return fail(LOWBIT_ERR_NULL, "act_scale is NULL");
+  if (!act_zero) return fail(LOWBIT_ERR_NULL, "act_zero is NULL");
+  if (!cluster_end) return fail(LOWBIT_ERR_NULL, "cluster_end is NULL");
+  const int32_t umax = (1 << abits) - 1;
+  int64_t prev = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    if (cluster_end[c] <= prev)
+      return fail(LOWBIT_ERR_VALUE, "cluster_end must be strictly increasing and positive: cluster_end[%lld]=%d after %lld",
+                  static_cast<long long>(c), cluster_end[c], static_cast<long long>(prev));
+    prev = cluster_end[c];
+    if (!(act_scale[c] > 0.0f) || !std::isfinite(act_scale[c]))
+      return fail(LOWBIT_ERR_VALUE, "act_scale[%lld]=%g must be positive and finite", static_cast<long long>(c), static_cast<double>(act_scale[c]));
+    if (act_zero[c] < 0 || act_zero[c] > umax)
+      return fail(LOWBIT_ERR_VALUE, "act_zero[%lld]=%d is outside [0, %d] for %d-bit activations", static_cast<long long>(c), act_zero[c], umax, abits);
+  }
+  if (prev != w->K)
+    return fail(LOWBIT_ERR_SIZE, "cluster_end[C-1] must equal K=%lld, got %lld", static_cast<long long>(w->K), static_cast<long long>(prev));
+  if (M == 0) return LOWBIT_OK;
+  std::vector<float> xbuf, ybuf;
+  const float *xf = as_float(x, x_dtype, M * w->K, xbuf);
+  float *yf = y_dtype == LOWBIT_F32 ? static_cast<float *>(y) : (ybuf.resize(static_cast<size_t>(M * w->N)), ybuf.data());
+  const KernelTable &kt = active_kernels();
+  (kt.static_act ? kt.static_act : scalar_kernels().static_act)(*w, xf, M, act_scale, act_zero, cluster_end, C, abits, yf);
+  store(yf, y, y_dtype, M * w->N);
+  return LOWBIT_OK;
 }
 
 }  // extern "C"

@@ -22,6 +22,11 @@ struct KernelTable {
   void (*addonly)(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y);
   // Per-token symmetric activation quantization (see lowbit_quantize_act).
   void (*quantize_act)(const float *x, int64_t M, int64_t K, int bits, int8_t *q, float *scale);
+  // Static per-cluster asymmetric activation quantization fused with the integer matmul (RPTQ;
+  // see lowbit_linear_static). seg_end[C]: exclusive end channel of each segment. nullptr in a
+  // table that does not implement it (the dispatcher then falls back to the scalar one).
+  void (*static_act)(const lowbit_weight &w, const float *x, int64_t M, const float *act_scale,
+                     const int32_t *act_zero, const int32_t *seg_end, int64_t C, int abits, float *y);
 };
 
 // The scalar reference: the oracle every other kernel is tested against.

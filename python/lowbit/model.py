@@ -15,7 +15,7 @@ from .formats import FORMAT_VERSION, get_scheme, resolve_group_size
 from .quant.rtn import quantize_weight
 from .nn import QLinear
 
-_METHODS = ("rtn", "gptq")
+_METHODS = ("rtn", "gptq", "rptq")
 
 
 def _matches(name: str, patterns) -> bool:
@@ -102,7 +102,7 @@ def quantize(model: nn.Module, scheme: str = "w4a16", method: str = "rtn", group
              skip=(), progress: bool = True, *, calib=None, tokenizer=None, nsamples: int = 128, seqlen: int = 512,
              seed: int = 0, act_order: bool = False, sym: bool = False, mse: bool = False, percdamp: float = 0.01,
              true_sequential: bool = True, batch_size: int = 8, block_size: int = 128,
-             log: "dict | None" = None) -> nn.Module:
+             log: "dict | None" = None, clusters: int = 32) -> nn.Module:
     """Replace every nn.Linear in `model` (in place) by a QLinear in `scheme`; returns model.
 
     skip: module names or glob patterns to leave in float (see _matches), e.g. ["lm_head"].
@@ -113,7 +113,10 @@ def quantize(model: nn.Module, scheme: str = "w4a16", method: str = "rtn", group
     act_order, percdamp, true_sequential, batch_size (calibration sequences per forward),
     block_size: GPTQ options. sym, mse: the per-group quantizer (both methods, weight-only schemes
     for sym): symmetric grid; MSE-optimal range shrink (GPTQ's --mse).
-    log (gptq): a dict that receives per-layer GPTQ info."""
+    log (gptq): a dict that receives per-layer GPTQ info.
+    method="rptq" (lowbit.quant.rptq; integer schemes w8a8/w4a8/w4a4/w3a3, LLaMA-family models,
+        needs calib): channels of every linear input clustered into `clusters` static
+        per-cluster activation ranges, reorder folded into the norms and weights, GPTQ weights."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     s = get_scheme(scheme)
@@ -140,7 +143,17 @@ def quantize(model: nn.Module, scheme: str = "w4a16", method: str = "rtn", group
                    act_order=act_order, sym=sym, percdamp=percdamp, block_size=block_size, mse=mse,
                    batch_size=batch_size, skip=skip, matches=_matches, true_sequential=true_sequential,
                    progress=progress, log=log)
-    # round to nearest: every linear (rtn), or those outside the transformer blocks (gptq)
+    if method == "rptq":
+        from .quant.rptq import rptq_model
+        if calib is None:
+            raise ValueError("calib: method='rptq' needs calibration data (token ids, strings or a text file)")
+        if s.compute != "integer":
+            raise ValueError(f"scheme: RPTQ quantizes activations statically; choose w8a8, w4a8, w4a4 or w3a3, got {s.name}")
+        _check_number("clusters", clusters, lo=1)
+        tokens = calib_tokens(calib, tokenizer, nsamples, seqlen, seed)
+        rptq_model(model, tokens, s.name, clusters=clusters, group_size=group_size, percdamp=percdamp,
+                   block_size=block_size, batch_size=batch_size, seed=seed, progress=progress, log=log)
+    # round to nearest: every linear (rtn), or those outside the transformer blocks (gptq, rptq)
     targets = [(n, m) for n, m in model.named_modules()
                if isinstance(m, nn.Linear) and not _matches(n, skip)]
     for name, lin in _progress(targets, len(targets), f"quantize {s.name}/rtn", progress and bool(targets)):
@@ -165,6 +178,9 @@ def save(model: nn.Module, path: "str | os.PathLike"):
     layers = {n: m.config() for n, m in qlinear_layers(model).items()}
     meta = {"format": "lowbit", "format_version": str(FORMAT_VERSION), "lowbit_version": __version__,
             "layers": json.dumps(layers)}
+    extra = _extra_modules(model)
+    if extra:  # RPTQ's QLinearStatic / ReorderRMSNorm (lowbit.quant.rptq)
+        meta["modules"] = json.dumps(extra)
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".lowbit-", suffix=".tmp", dir=d)
     os.close(fd)
@@ -211,6 +227,12 @@ def load(model: nn.Module, path: "str | os.PathLike") -> nn.Module:
     meta = read_metadata(path)
     modules = dict(model.named_modules())
     device = next((t.device for t in model.state_dict().values()), torch.device("cpu"))
+    if "modules" in meta:  # RPTQ modules: rebuilt empty, filled by the tensor load below
+        from .quant.rptq import build_module
+        for name, cfg in json.loads(meta["modules"]).items():
+            if name not in modules:
+                raise ValueError(f"path: checkpoint has a module {name!r} that the model does not have")
+            _set_module(model, name, build_module(cfg, device))
     for name, cfg in meta["layers"].items():
         m = modules.get(name)
         if not isinstance(m, (nn.Linear, QLinear)):
@@ -229,3 +251,9 @@ def load(model: nn.Module, path: "str | os.PathLike") -> nn.Module:
         raise ValueError(f"path: checkpoint does not match the model: missing {sorted(missing)[:5]}, "
                          f"unexpected {sorted(unexpected)[:5]}")
     return model
+
+
+def _extra_modules(model: nn.Module) -> dict:
+    """Configs of the modules besides QLinear that save/load must rebuild (RPTQ's)."""
+    from .quant.rptq import MODULE_TYPES
+    return {n: m.config() for n, m in model.named_modules() if isinstance(m, tuple(MODULE_TYPES.values()))}

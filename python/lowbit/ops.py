@@ -199,3 +199,61 @@ def _(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtyp
     _check_integer_scheme(scheme)
     _, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, q.device)
     return q.new_empty(*q.shape[:-1], N, dtype=out_dtype)
+
+
+# ---- static per-cluster activation quantization (RPTQ) ------------------------------------------
+
+def _check_static(x, act_scale, act_zero, cluster_end, in_features, abits):
+    """Validate the static activation parameters of linear_static; returns C (segments)."""
+    _check_bits(abits)
+    _check_tensor(act_scale, "act_scale", (torch.float32,), x.device)
+    if act_scale.dim() != 1 or act_scale.numel() == 0 or act_scale.numel() > in_features:
+        raise ValueError(f"act_scale: expected a 1-D tensor of C values, 1 <= C <= in_features={in_features}, "
+                         f"got shape {tuple(act_scale.shape)}")
+    C = act_scale.numel()
+    _check_tensor(act_zero, "act_zero", (torch.int32,), x.device, (C,))
+    _check_tensor(cluster_end, "cluster_end", (torch.int32,), x.device, (C,))
+    return C
+
+
+def _check_static_values(act_scale, act_zero, cluster_end, in_features, abits):
+    """Value checks (need the data, so not in the fake impl): the C API checks them again."""
+    if not bool(torch.isfinite(act_scale).all()) or not bool((act_scale > 0).all()):
+        raise ValueError("act_scale: every scale must be positive and finite")
+    if bool((act_zero < 0).any()) or bool((act_zero > 2 ** abits - 1).any()):
+        raise ValueError(f"act_zero: zero points must lie in [0, {2 ** abits - 1}] for {abits}-bit activations")
+    if bool((cluster_end[1:] <= cluster_end[:-1]).any()) or int(cluster_end[0]) <= 0:
+        raise ValueError("cluster_end: must be strictly increasing and positive (exclusive segment ends)")
+    if int(cluster_end[-1]) != in_features:
+        raise ValueError(f"cluster_end: last entry must equal in_features={in_features}, got {int(cluster_end[-1])}")
+
+
+@torch.library.custom_op("lowbit::linear_static", mutates_args=())
+def linear_static(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+                  act_scale: torch.Tensor, act_zero: torch.Tensor, cluster_end: torch.Tensor, scheme: str,
+                  in_features: int, group_size: int, abits: int) -> torch.Tensor:
+    """y = x @ dequant(W)^T + bias with x quantized statically per channel segment (RPTQ):
+    u = clamp(round(x / act_scale[c]) + act_zero[c], 0, 2^abits - 1) for the channels of
+    segment c = [cluster_end[c-1], cluster_end[c]); integer dot products, exact int32 sums."""
+    _check_x(x, in_features)
+    _check_cpu(x, "x")
+    s, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, x.device)
+    if s.compute != "integer":
+        raise ValueError(f"scheme: static activation quantization needs an integer scheme "
+                         f"(w8a8, w4a8, w4a4, w3a3), got {s.name}")
+    C = _check_static(x, act_scale, act_zero, cluster_end, in_features, abits)
+    _check_static_values(act_scale, act_zero, cluster_end, in_features, abits)
+    y = torch.empty(*x.shape[:-1], N, dtype=x.dtype)
+    b = _bias_f32(bias)
+    _C.linear_static(s.id, N, in_features, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(b),
+                     x.data_ptr(), _DTYPE_IDS[x.dtype], x.numel() // in_features, act_scale.data_ptr(),
+                     act_zero.data_ptr(), cluster_end.data_ptr(), C, abits, y.data_ptr(), _DTYPE_IDS[y.dtype])
+    return y
+
+
+@linear_static.register_fake
+def _(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features, group_size, abits):
+    _check_x(x, in_features)
+    _, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, x.device)
+    _check_static(x, act_scale, act_zero, cluster_end, in_features, abits)
+    return x.new_empty(*x.shape[:-1], N)

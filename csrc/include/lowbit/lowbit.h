@@ -106,6 +106,21 @@ lowbit_status lowbit_linear(const lowbit_weight *w, const void *x, lowbit_dtype 
 lowbit_status lowbit_linear_q(const lowbit_weight *w, const int8_t *q, const float *scale, int64_t M,
                               void *y, lowbit_dtype y_dtype);
 
+/* Static activation quantization with per-cluster asymmetric scales (RPTQ), fused with the
+ * integer matmul, for the integer schemes (w8a8, w4a8, w4a4, w3a3). The K input channels are
+ * split into C contiguous segments: segment c is [cluster_end[c-1], cluster_end[c]) (the first
+ * starts at 0); cluster_end is strictly increasing and cluster_end[C-1] == K. Each segment has
+ * a float scale act_scale[c] > 0 and an integer zero point act_zero[c] in [0, 2^abits - 1]:
+ *   u[m,k]  = clamp(round_half_even(x[m,k] / act_scale[c]) + act_zero[c], 0, 2^abits - 1)
+ *   y[m,n]  = sum over pieces (segment c) ∩ (weight group g) of
+ *             act_scale[c] * wscale[n,g] * (sum_{k in piece} (u[m,k] - act_zero[c]) * q_w[n,k]) + bias[n]
+ * with exact int32 inner sums (K <= 65536 so they cannot overflow). abits: 8, 4 or 3 (any
+ * integer weight scheme may be combined with any of them). Segments need not be multiples of
+ * 32 nor aligned with the weight groups. */
+lowbit_status lowbit_linear_static(const lowbit_weight *w, const void *x, lowbit_dtype x_dtype, int64_t M,
+                                   const float *act_scale, const int32_t *act_zero, const int32_t *cluster_end,
+                                   int64_t C, int abits, void *y, lowbit_dtype y_dtype);
+
 /* Run-time CPU dispatch. isa: "scalar", "avx2", "avx512"; the best supported is the default,
  * LOWBIT_ISA in the environment picks another at start-up. Setting an ISA the machine lacks
  * fails with LOWBIT_ERR_UNSUPPORTED. */
