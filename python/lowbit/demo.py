@@ -41,9 +41,9 @@ FULL = [
     Config("w4a16", "rtn", "w4a16 g128 rtn", dict(group_size=128)),
     Config("w4a16", "gptq", "w4a16 g128 gptq act-order", dict(group_size=128, act_order=True)),
     Config("w3a16", "gptq", "w3a16 g128 gptq act-order", dict(group_size=128, act_order=True)),
-    Config("w4a8", "gptq", "w4a8 gptq, per-token int8 act.", dict(act_order=True)),
-    Config("w4a4", "gptq", "w4a4 gptq, per-token int4 act.", dict(act_order=True)),
-    Config("w3a3", "gptq", "w3a3 gptq, per-token int3 act.", dict(act_order=True)),
+    Config("w4a8", "rptq", "w4a8 rptq (32 clusters)", dict(clusters=32)),
+    Config("w4a4", "rptq", "w4a4 rptq (32 clusters)", dict(clusters=32)),
+    Config("w3a3", "rptq", "w3a3 rptq (32 clusters)", dict(clusters=32)),
     Config("ternary", "rtn", "ternary absmean PTQ (experimental)"),
 ]
 QUICK = [FULL[0], FULL[1], FULL[2], FULL[4], FULL[7]]
@@ -63,13 +63,13 @@ SIZES = {"full": Sizes(32, 64, 512, 256, 32), "quick": Sizes(8, 16, 256, 128, 16
 
 def linear_stats(model: nn.Module, skip=("lm_head",)) -> tuple[float, float]:
     """(bits per weight incl. scales and zero points, MB) over the decoder's linear layers."""
-    from .nn import QLinear
     bits = weights = 0
     for name, m in model.named_modules():
         if name.split(".")[-1] in skip:
             continue
-        if isinstance(m, QLinear):
-            nbytes = sum(t.numel() * t.element_size() for t in (m.qweight, m.scales, m.zeros) if t is not None)
+        if hasattr(m, "qweight") and hasattr(m, "scales"):  # QLinear, and RPTQ's QLinearStatic
+            nbytes = sum(t.numel() * t.element_size() for t in (m.qweight, m.scales, getattr(m, "zeros", None))
+                         if t is not None)
             bits += nbytes * 8
             weights += m.in_features * m.out_features
         elif isinstance(m, nn.Linear):
@@ -86,7 +86,7 @@ def run_config(cfg: Config, base: nn.Module, calib: torch.Tensor, evalw: torch.T
     t0 = time.perf_counter()
     if cfg.scheme != "float":
         kw = dict(cfg.options)
-        if cfg.method == "gptq":
+        if cfg.method in ("gptq", "rptq"):
             kw.update(calib=calib)
         lowbit.quantize(model, scheme=cfg.scheme, method=cfg.method, skip=["lm_head"], progress=progress, **kw)
     t_quant = time.perf_counter() - t0
@@ -118,15 +118,19 @@ def plots(rows: list[dict], folder: str):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
-        ax.scatter(r["bits_per_weight"], r["ppl"], s=40)
-        ax.annotate(r["label"], (r["bits_per_weight"], r["ppl"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("bits per weight (incl. scales)")
-    ax.set_ylabel("perplexity (log scale)")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    base = rows[0]
+    ax.axhline(base["ppl"], color="k", ls="--", lw=0.8, label=f"{base['label']} ({base['bits_per_weight']:.0f} bits)")
+    markers = "osD^v<>PX*"
+    for i, r in enumerate(rows[1:]):
+        ax.scatter(r["bits_per_weight"], r["ppl"], s=50, marker=markers[i % len(markers)], label=r["label"])
+    ax.set_xlabel("bits per weight (incl. scales and zero points)")
+    ax.set_ylabel("perplexity (log scale; lower is better)")
     ax.set_yscale("log")
+    ax.set_xlim(0, max([r["bits_per_weight"] for r in rows[1:]] + [4]) + 1)
     ax.set_title("Perplexity vs bits per weight")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(os.path.join(folder, "ppl_vs_bpw.png"), dpi=120)
     plt.close(fig)
