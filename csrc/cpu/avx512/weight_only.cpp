@@ -13,8 +13,8 @@
 // (no unpacking at all); for 3 bits, a shift of the low plane and a rotate of the high plane,
 // merged by one vpternlogd, make the index.
 //
-// More tokens: each task dequantizes its rows to a float32 buffer once and runs a 4 x 4 (tokens x rows) FMA microkernel over it, reusing every weight for M tokens.
-// The accumulators run along K (16 partial sums per zmm) and are reduced once per output.
+// More tokens: see the GEMM section below (a dequantized, transposed panel of 32 rows and an
+// outer-product microkernel).
 #include <immintrin.h>
 
 #include "cpu/common/tiling.h"
@@ -22,8 +22,7 @@
 namespace lowbit::avx512 {
 namespace {
 
-constexpr int kMR = 4, kNR = 4;
-constexpr int64_t kGemmRows = 16;
+constexpr int kNR = 4;
 
 // The 16-entry lookup table of row n, group g: scale * (u - zero) for u = 0..15.
 inline __m512 make_table(const lowbit_weight &w, int64_t G, int64_t n, int64_t g) {
@@ -78,33 +77,50 @@ void dequant_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t
     }
 }
 
-// GEMM microkernel on dequantized rows: MR tokens x 4 rows, 16 accumulators along K.
+// ---- GEMM (many tokens) ---------------------------------------------------------------------
+//
+// A task dequantizes a panel of 32 rows once and transposes it to wt[k][32], so that one
+// k-step is two zmm of weights (32 rows) times one broadcast activation per token: an
+// outer-product microkernel of 12 tokens x 32 rows keeps 24 accumulators in registers, needs
+// no horizontal reductions, and loads 2 weight vectors per 24 FMAs (the broadcasts are FMA
+// memory operands). The panel (Kp x 128 bytes) stays in L2 while all the task's tokens pass.
+constexpr int64_t kPanel = 32;
+constexpr int kGemmMR = 12;
+
+template <int kBits>
+void dequant_panel(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, float *tmp, float *wt) {
+  dequant_rows<kBits>(w, s, n0, rows, tmp);
+  std::fill(tmp + (rows + kNR - 1) / kNR * kNR * s.Kp, tmp + kPanel * s.Kp, 0.0f);
+  for (int64_t k0 = 0; k0 < s.Kp; k0 += 16)
+    for (int64_t r = 0; r < kPanel; ++r)
+      for (int64_t k = k0; k < k0 + 16; ++k) wt[k * kPanel + r] = tmp[r * s.Kp + k];
+}
+
 template <int MR>
-void gemm_tile(const lowbit_weight &w, const Geometry &s, const float *x, const float *wf, int64_t n0,
-               int64_t r0, int nr, int64_t m0, float *y) {
-  __m512 acc[MR][kNR];
+void panel_tile(const lowbit_weight &w, const Geometry &s, const float *x, const float *wt, int64_t n0, int nr,
+                int64_t m0, float *y) {
+  __m512 acc[MR][2];
   LOWBIT_UNROLL
-  for (int i = 0; i < MR; ++i)
-    LOWBIT_UNROLL
-    for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < s.Kp; k += 16) {
-    __m512 wv[kNR];
-    LOWBIT_UNROLL
-    for (int j = 0; j < kNR; ++j) wv[j] = _mm512_loadu_ps(wf + (r0 + j) * s.Kp + k);
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  const float *xm = x + m0 * s.Kp;
+  for (int64_t k = 0; k < s.Kp; ++k) {
+    const __m512 w0 = _mm512_loadu_ps(wt + k * kPanel), w1 = _mm512_loadu_ps(wt + k * kPanel + 16);
     LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i) {
-      const __m512 xv = _mm512_loadu_ps(x + (m0 + i) * s.Kp + k);
-      LOWBIT_UNROLL
-      for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+      const __m512 b = _mm512_set1_ps(xm[i * s.Kp + k]);
+      acc[i][0] = _mm512_fmadd_ps(b, w0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(b, w1, acc[i][1]);
     }
   }
+  const __mmask16 k0 = static_cast<__mmask16>(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+  const __mmask16 k1 = static_cast<__mmask16>(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+  const __m512 b0 = w.bias ? _mm512_maskz_loadu_ps(k0, w.bias + n0) : _mm512_setzero_ps();
+  const __m512 b1 = w.bias ? _mm512_maskz_loadu_ps(k1, w.bias + n0 + 16) : _mm512_setzero_ps();
   LOWBIT_UNROLL
-  for (int i = 0; i < MR; ++i)
-    LOWBIT_UNROLL
-    for (int j = 0; j < nr; ++j) {
-      const int64_t n = n0 + r0 + j;
-      y[(m0 + i) * w.N + n] = _mm512_reduce_add_ps(acc[i][j]) + (w.bias ? w.bias[n] : 0.0f);
-    }
+  for (int i = 0; i < MR; ++i) {
+    _mm512_mask_storeu_ps(y + (m0 + i) * w.N + n0, k0, _mm512_add_ps(acc[i][0], b0));
+    _mm512_mask_storeu_ps(y + (m0 + i) * w.N + n0 + 16, k1, _mm512_add_ps(acc[i][1], b1));
+  }
 }
 
 // ---- fused GEMV ----------------------------------------------------------------------------
@@ -245,20 +261,16 @@ void run(const lowbit_weight &w, const float *x, int64_t M, float *y) {
   std::vector<float> xp(static_cast<size_t>(M * s.Kp));
   stage_f32(s, x, M, xp.data());
   const float *xs = xp.data();
-  run_tiles(w.N, M, kGemmRows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
-    static thread_local std::vector<float> wbuf;
-    float *wf = scratch(wbuf, static_cast<size_t>(kGemmRows * s.Kp));
-    dequant_rows<kBits>(w, s, n0, rows, wf);
-    for (int64_t m = m0; m < m0 + mc; m += kMR)
-      for (int64_t r0 = 0; r0 < rows; r0 += kNR) {
-        const int nr = static_cast<int>(std::min<int64_t>(kNR, rows - r0));
-        switch (std::min<int64_t>(kMR, m0 + mc - m)) {
-          case 4: gemm_tile<4>(w, s, xs, wf, n0, r0, nr, m, y); break;
-          case 3: gemm_tile<3>(w, s, xs, wf, n0, r0, nr, m, y); break;
-          case 2: gemm_tile<2>(w, s, xs, wf, n0, r0, nr, m, y); break;
-          default: gemm_tile<1>(w, s, xs, wf, n0, r0, nr, m, y); break;
-        }
-      }
+  run_tiles(w.N, M, kPanel, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
+    static thread_local std::vector<float> tbuf, wbuf;
+    float *tmp = scratch(tbuf, static_cast<size_t>(kPanel * s.Kp));
+    float *wt = scratch(wbuf, static_cast<size_t>(kPanel * s.Kp));
+    dequant_panel<kBits>(w, s, n0, rows, tmp, wt);
+    const int nr = static_cast<int>(rows);
+    int64_t m = m0;
+    for (; m + kGemmMR <= m0 + mc; m += kGemmMR) panel_tile<kGemmMR>(w, s, xs, wt, n0, nr, m, y);
+    for (; m + 4 <= m0 + mc; m += 4) panel_tile<4>(w, s, xs, wt, n0, nr, m, y);
+    for (; m < m0 + mc; ++m) panel_tile<1>(w, s, xs, wt, n0, nr, m, y);
   });
 }
 
