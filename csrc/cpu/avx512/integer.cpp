@@ -254,7 +254,11 @@ void integer(const lowbit_weight &w, const int8_t *q, const float *scale, int64_
     else gemv<3>(w, q, scale, M, y);
     return;
   }
-  const Geometry s = make_geometry(w, 64);
+  Geometry s = make_geometry(w, 64);
+  // Row stride of the staged activations and unpacked rows: a multiple of 4 KiB (K = 4096)
+  // would put the 4 tokens' and 4 rows' lines of the microkernel into one L1 set (8 ways);
+  // 64 bytes of padding per row spread them (the tile never reads the padding).
+  s.L += 64;
   std::vector<int8_t> a(static_cast<size_t>(M * s.L));
   std::vector<int32_t> asum(static_cast<size_t>(M * s.G));
   stage_int8(s, q, M, a.data(), asum.data());

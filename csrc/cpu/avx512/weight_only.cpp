@@ -96,18 +96,19 @@ void dequant_panel(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_
       for (int64_t k = k0; k < k0 + 16; ++k) wt[k * kPanel + r] = tmp[r * s.Kp + k];
 }
 
+// x(i, k) = x[k * ld_k + i * ld_i]: token-interleaved blocks of 12 (ld_k = 12, ld_i = 1) or
+// plain rows with a padded stride for the last tokens.
 template <int MR>
-void panel_tile(const lowbit_weight &w, const Geometry &s, const float *x, const float *wt, int64_t n0, int nr,
-                int64_t m0, float *y) {
+void panel_tile(const lowbit_weight &w, const Geometry &s, const float *x, int64_t ld_k, int64_t ld_i,
+                const float *wt, int64_t n0, int nr, int64_t m0, float *y) {
   __m512 acc[MR][2];
   LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-  const float *xm = x + m0 * s.Kp;
   for (int64_t k = 0; k < s.Kp; ++k) {
     const __m512 w0 = _mm512_loadu_ps(wt + k * kPanel), w1 = _mm512_loadu_ps(wt + k * kPanel + 16);
     LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i) {
-      const __m512 b = _mm512_set1_ps(xm[i * s.Kp + k]);
+      const __m512 b = _mm512_set1_ps(x[k * ld_k + i * ld_i]);
       acc[i][0] = _mm512_fmadd_ps(b, w0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(b, w1, acc[i][1]);
     }
@@ -258,19 +259,39 @@ template <int kBits>
 void run(const lowbit_weight &w, const float *x, int64_t M, float *y) {
   if (M < kGemvMaxM) return gemv<kBits>(w, x, M, y);
   const Geometry s = make_geometry(w, kBlock);
-  std::vector<float> xp(static_cast<size_t>(M * s.Kp));
-  stage_f32(s, x, M, xp.data());
-  const float *xs = xp.data();
+  // Activations of full blocks of 12 tokens interleaved (xt[block][k][12]: one 48-byte line
+  // segment per k-step instead of 12 rows 16 KiB apart, which alias in L1), the remaining
+  // tokens as rows with a padded stride.
+  const int64_t nfull = M / kGemmMR, ld = s.Kp + 16;
+  static thread_local std::vector<float> xtbuf, xrbuf;
+  float *xt = scratch(xtbuf, static_cast<size_t>(std::max<int64_t>(1, nfull * s.Kp * kGemmMR)));
+  float *xr = scratch(xrbuf, static_cast<size_t>(std::max<int64_t>(1, (M - nfull * kGemmMR) * ld)));
+  for (int64_t mb = 0; mb < nfull; ++mb)
+    for (int64_t k = 0; k < s.Kp; ++k)
+      for (int i = 0; i < kGemmMR; ++i)
+        xt[(mb * s.Kp + k) * kGemmMR + i] = k < s.K ? x[(mb * kGemmMR + i) * s.K + k] : 0.0f;
+  for (int64_t m = nfull * kGemmMR; m < M; ++m)
+    for (int64_t k = 0; k < ld; ++k) xr[(m - nfull * kGemmMR) * ld + k] = k < s.K ? x[m * s.K + k] : 0.0f;
   run_tiles(w.N, M, kPanel, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
     static thread_local std::vector<float> tbuf, wbuf;
     float *tmp = scratch(tbuf, static_cast<size_t>(kPanel * s.Kp));
     float *wt = scratch(wbuf, static_cast<size_t>(kPanel * s.Kp));
     dequant_panel<kBits>(w, s, n0, rows, tmp, wt);
     const int nr = static_cast<int>(rows);
+    // Tokens in whole 12-blocks take the 12 x 32 kernel; the rest (the last M % 12, and the
+    // edges of an M split by run_tiles, which need not fall on a block) one at a time.
+    auto one = [&](int64_t m) {
+      if (m < nfull * kGemmMR)
+        panel_tile<1>(w, s, xt + (m / kGemmMR) * s.Kp * kGemmMR + m % kGemmMR, kGemmMR, 0, wt, n0, nr, m, y);
+      else
+        panel_tile<1>(w, s, xr + (m - nfull * kGemmMR) * ld, 1, 0, wt, n0, nr, m, y);
+    };
     int64_t m = m0;
-    for (; m + kGemmMR <= m0 + mc; m += kGemmMR) panel_tile<kGemmMR>(w, s, xs, wt, n0, nr, m, y);
-    for (; m + 4 <= m0 + mc; m += 4) panel_tile<4>(w, s, xs, wt, n0, nr, m, y);
-    for (; m < m0 + mc; ++m) panel_tile<1>(w, s, xs, wt, n0, nr, m, y);
+    const int64_t end = m0 + mc;
+    while (m < end && m % kGemmMR != 0) one(m++);
+    for (; m + kGemmMR <= end; m += kGemmMR)
+      panel_tile<kGemmMR>(w, s, xt + (m / kGemmMR) * s.Kp * kGemmMR, kGemmMR, 1, wt, n0, nr, m, y);
+    while (m < end) one(m++);
   });
 }
 
