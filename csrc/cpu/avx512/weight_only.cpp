@@ -87,13 +87,54 @@ void dequant_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t
 constexpr int64_t kPanel = 32;
 constexpr int kGemmMR = 12;
 
+// In-register transpose of 16 x 16 floats (rows r[i] -> columns r[c]): 32-bit, then 64-bit
+// interleaves within 128-bit lanes, then two rounds of 128-bit lane shuffles.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16], v[16];
+  LOWBIT_UNROLL
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  LOWBIT_UNROLL
+  for (int q = 0; q < 4; ++q) {  // rows 4q..4q+3; u[4q + c] holds columns c, c+4, c+8, c+12
+    const __m512d a0 = _mm512_castps_pd(t[4 * q]), a1 = _mm512_castps_pd(t[4 * q + 1]);
+    const __m512d a2 = _mm512_castps_pd(t[4 * q + 2]), a3 = _mm512_castps_pd(t[4 * q + 3]);
+    u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  LOWBIT_UNROLL
+  for (int c = 0; c < 4; ++c) {  // v[c] / v[c + 4]: columns c, c+8 / c+4, c+12 of rows 0..7;
+    v[c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);       // v[c + 8] / v[c + 12]: rows 8..15
+    v[c + 4] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+    v[c + 8] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+    v[c + 12] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+  }
+  LOWBIT_UNROLL
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm512_shuffle_f32x4(v[c], v[c + 8], 0x88);
+    r[c + 8] = _mm512_shuffle_f32x4(v[c], v[c + 8], 0xDD);
+    r[c + 4] = _mm512_shuffle_f32x4(v[c + 4], v[c + 12], 0x88);
+    r[c + 12] = _mm512_shuffle_f32x4(v[c + 4], v[c + 12], 0xDD);
+  }
+}
+
 template <int kBits>
 void dequant_panel(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, float *tmp, float *wt) {
   dequant_rows<kBits>(w, s, n0, rows, tmp);
   std::fill(tmp + (rows + kNR - 1) / kNR * kNR * s.Kp, tmp + kPanel * s.Kp, 0.0f);
-  for (int64_t k0 = 0; k0 < s.Kp; k0 += 16)
-    for (int64_t r = 0; r < kPanel; ++r)
-      for (int64_t k = k0; k < k0 + 16; ++k) wt[k * kPanel + r] = tmp[r * s.Kp + k];
+  // 16 x 16 register transposes: a scalar copy would cost more than the FMAs at M ~ 64.
+  for (int64_t h = 0; h < kPanel; h += 16)
+    for (int64_t k0 = 0; k0 < s.Kp; k0 += 16) {
+      __m512 r[16];
+      LOWBIT_UNROLL
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(tmp + (h + i) * s.Kp + k0);
+      transpose16(r);
+      LOWBIT_UNROLL
+      for (int c = 0; c < 16; ++c) _mm512_storeu_ps(wt + (k0 + c) * kPanel + h, r[c]);
+    }
 }
 
 // x(i, k) = x[k * ld_k + i * ld_i]: token-interleaved blocks of 12 (ld_k = 12, ld_i = 1) or
