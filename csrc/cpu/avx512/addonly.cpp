@@ -154,7 +154,6 @@ void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M,
 // ---- fused GEMV ----------------------------------------------------------------------------
 
 constexpr int64_t kGemvMaxM = 16;
-constexpr int64_t kPrefetch = 512;  // bytes ahead in each row stream
 
 // Lane order of a chunk: binary natural; ternary lane t*32 + i*8 + j <- code 8t + j of block i
 // (t: the 2-bit field of byte j of the packed block).
@@ -173,6 +172,7 @@ template <bool kBinary, int MR>
 void gemv_tile(const lowbit_weight &w, const Geometry &s, const int16_t *a, const int32_t *tsum, const float *scale,
                int64_t n0, int64_t m0, float *y) {
   const Rows4 r(w, n0);
+  const int64_t rb = row_bytes(w.scheme, w.K);
   const int64_t bb = kBinary ? 4 : 8;
   __m128 accf[MR];
   LOWBIT_UNROLL
@@ -201,7 +201,7 @@ void gemv_tile(const lowbit_weight &w, const Geometry &s, const int16_t *a, cons
       }
       load += adds;
       LOWBIT_UNROLL
-      for (int j = 0; j < kRows; ++j) _mm_prefetch(reinterpret_cast<const char *>(r.p[j] + boff + kPrefetch), _MM_HINT_T0);
+      for (int j = 0; j < kRows; ++j) prefetch_next_tile(r.p[j], rb, boff, 4 * bb);
       LOWBIT_UNROLL
       for (int j = 0; j < kRows; ++j) {
         if (kBinary) {

@@ -107,7 +107,6 @@ void tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, cons
 // ---- fused GEMV ----------------------------------------------------------------------------
 
 constexpr int64_t kGemvMaxM = 16;     // below this many tokens the fused kernel wins
-constexpr int64_t kPrefetch = 1024;   // bytes ahead in each row stream
 
 // Lane order of a chunk's decoded codes (see stage_chunks):
 //   8 bits: natural (two 64-byte loads of 2 blocks each);
@@ -184,6 +183,7 @@ template <int kBits, int MR>
 void gemv_tile(const lowbit_weight &w, const Geometry &s, const Dec3 &d3, const int8_t *a, const int32_t *asum,
                const float *scale, int64_t n0, int64_t m0, float *y) {
   const Rows4 r(w, n0);
+  const int64_t rb = row_bytes(w.scheme, w.K);
   const int64_t bb = scheme_info(w.scheme).block_bytes;
   const int off = scheme_info(w.scheme).code_offset;
   __m128 accf[MR];
@@ -200,7 +200,7 @@ void gemv_tile(const lowbit_weight &w, const Geometry &s, const Dec3 &d3, const 
     for (int64_t c = 0; c < nbg; c += 4) {
       const int64_t nblk = std::min<int64_t>(4, nbg - c), boff = (b0 + c) * bb;
       LOWBIT_UNROLL
-      for (int j = 0; j < kRows; ++j) _mm_prefetch(reinterpret_cast<const char *>(r.p[j] + boff + kPrefetch), _MM_HINT_T0);
+      for (int j = 0; j < kRows; ++j) prefetch_next_tile(r.p[j], rb, boff, 4 * bb);
       LOWBIT_UNROLL
       for (int j = 0; j < kRows; ++j) {
         __m512i u0, u1;

@@ -168,7 +168,6 @@ void panel_tile(const lowbit_weight &w, const Geometry &s, const float *x, int64
 // ---- fused GEMV ----------------------------------------------------------------------------
 
 constexpr int64_t kGemvMaxM = 16;
-constexpr int64_t kPrefetch = 1024;  // bytes ahead in each row stream
 constexpr int kTileRows = 4;
 
 // Lane order of a chunk, vector t (16 lanes l) <- code perm[16t + l] of the chunk's 128.
@@ -241,7 +240,8 @@ void gemv_chunk_tile(const lowbit_weight &w, const Geometry &s, const W3Shifts &
       const int64_t nblk = std::min<int64_t>(4, nbg - c), boff = (b0 + c) * bb;
       const float *xc = xg + c * kBlock;
       LOWBIT_UNROLL
-      for (int j = 0; j < kTileRows; ++j) _mm_prefetch(reinterpret_cast<const char *>(row[j] + boff + kPrefetch), _MM_HINT_T0);
+      for (int j = 0; j < kTileRows; ++j)  // the next tile's rows: see prefetch_next_tile in gemv.h
+        _mm_prefetch(reinterpret_cast<const char *>(row[j] + kTileRows * rb + boff), _MM_HINT_T0);
       LOWBIT_UNROLL
       for (int j = 0; j < kTileRows; ++j) {
         const uint8_t *p = row[j] + boff;
