@@ -17,12 +17,14 @@ set(LOWBIT_AVX2_SOURCES
   csrc/cpu/avx2/table.cpp
   csrc/cpu/avx2/weight_only.cpp
   csrc/cpu/avx2/integer.cpp
-  csrc/cpu/avx2/addonly.cpp)
+  csrc/cpu/avx2/addonly.cpp
+  csrc/cpu/avx2/quantize_act.cpp)
 set(LOWBIT_AVX512_SOURCES
   csrc/cpu/avx512/table.cpp
   csrc/cpu/avx512/weight_only.cpp
   csrc/cpu/avx512/integer.cpp
-  csrc/cpu/avx512/addonly.cpp)
+  csrc/cpu/avx512/addonly.cpp
+  csrc/cpu/avx512/quantize_act.cpp)
 
 target_sources(lowbit_core PRIVATE ${LOWBIT_AVX2_SOURCES} ${LOWBIT_AVX512_SOURCES})
 set_source_files_properties(${LOWBIT_AVX2_SOURCES} PROPERTIES

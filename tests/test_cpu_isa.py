@@ -131,3 +131,27 @@ def test_set_num_threads_same_result(isa):
     finally:
         lowbit.set_num_threads(before)
     assert all(torch.equal(o, outs[0]) for o in outs)
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("bits", [8, 4, 3])
+def test_quantize_act_matches_scalar(isa, bits):
+    """The vectorized per-token quantizer is bit-identical to the scalar one: ties (x / s exactly
+    k + 0.5 round to even), an all-zero token, NaN and inf, K that is not a multiple of the
+    vector width."""
+    gen = torch.Generator().manual_seed(bits)
+    for K in (1, 7, 31, 33, 100, 4096):
+        x = torch.randn(6, K, generator=gen) * 3
+        qmax = 2 ** (bits - 1) - 1
+        x[1] = torch.randint(-2 * qmax, 2 * qmax + 1, (K,), generator=gen) * 0.5  # ties
+        x[1, 0] = qmax  # amax = qmax: s = 1, x / s = exact halves
+        x[2] = 0.0
+        x[3, K // 2] = float("nan")
+        x[4, K - 1] = float("inf")
+        x[5, 0] = float("-inf")
+        outs = {}
+        for isa_ in ("scalar", isa):
+            lowbit.set_cpu_isa(isa_)
+            outs[isa_] = torch.ops.lowbit.quantize_act(x, bits)
+        assert torch.equal(outs[isa][0], outs["scalar"][0])
+        assert torch.equal(outs[isa][1], outs["scalar"][1])

@@ -186,8 +186,11 @@ lowbit_status lowbit_linear(const lowbit_weight *w, const void *x, lowbit_dtype 
     store(yf, y, y_dtype, M * w->N);
     return LOWBIT_OK;
   }
-  std::vector<int8_t> q(static_cast<size_t>(M * w->K));
-  std::vector<float> scale(static_cast<size_t>(M));
+  // Reused per thread: a GEMV is ~0.1-0.5 ms, and a fresh M*K buffer per call is avoidable work.
+  static thread_local std::vector<int8_t> q;
+  static thread_local std::vector<float> scale;
+  q.resize(static_cast<size_t>(M * w->K));
+  scale.resize(static_cast<size_t>(M));
   kt.quantize_act(xf, M, w->K, si.abits, q.data(), scale.data());
   return lowbit_linear_q(w, q.data(), scale.data(), M, y, y_dtype);
 }

@@ -1,6 +1,6 @@
 // A small persistent thread pool for the CPU kernels. Workers sleep on a condition variable
-// between jobs (no spinning: on a loaded 2-core machine spin-waiting peers starve each other),
-// and the calling thread works too, so n threads means n-1 workers.
+// between jobs after a short bounded poll (<= 30 us; long spinning would starve a loaded
+// 2-core machine), and the calling thread works too, so n threads means n-1 workers.
 #ifndef LOWBIT_CORE_THREADS_H
 #define LOWBIT_CORE_THREADS_H
 

@@ -6,10 +6,16 @@
 //   ternary: sum = sum_{u=2} q - sum_{u=0} q          (u=1 is skipped)
 //   binary:  sum = 2 * sum_{u=1} q - sum q            (sum q per group is staged once; the
 //                                                      factor 2 is a shift)
-// int16 lanes take at most 255 blocks of |q| <= 127 before they are widened to int32.
-// Masks are built once per task for its rows and reused for every token.
+// int16 lanes take at most 255 additions of |q| <= 128 before they are widened to int32.
+//
+// Few tokens (M < 16, GEMV): a fused kernel streams each row once and makes the masks in
+// registers from the packed bytes: for ternary one vptestmb / vptestnmb per 2-bit field of a
+// chunk of 4 blocks gives the +1 / -1 masks of 32 codes whose activations were staged in that
+// order (see stage_chunks); binary blocks are masks as they are.
+// More tokens (GEMM): masks are built once per task for its rows and reused for every token.
 #include <immintrin.h>
 
+#include "cpu/avx512/gemv.h"
 #include "cpu/common/tiling.h"
 
 namespace lowbit::avx512 {
@@ -145,9 +151,126 @@ void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M,
   });
 }
 
+// ---- fused GEMV ----------------------------------------------------------------------------
+
+constexpr int64_t kGemvMaxM = 16;
+
+// Lane order of a chunk: binary natural; ternary lane t*32 + i*8 + j <- code 8t + j of block i
+// (t: the 2-bit field of byte j of the packed block).
+const uint8_t *chunk_perm(bool binary) {
+  static const auto make = [](bool b) {
+    std::vector<uint8_t> perm(kChunk);
+    for (int p = 0; p < kChunk; ++p)
+      perm[p] = static_cast<uint8_t>(b ? p : (p / 8) % 4 * 32 + p / 32 * 8 + p % 8);
+    return perm;
+  };
+  static const std::vector<uint8_t> pb = make(true), pt = make(false);
+  return binary ? pb.data() : pt.data();
+}
+
+template <bool kBinary, int MR>
+void gemv_tile(const lowbit_weight &w, const Geometry &s, const int16_t *a, const int32_t *tsum, const float *scale,
+               int64_t n0, int64_t m0, float *y) {
+  const Rows4 r(w, n0);
+  const int64_t rb = row_bytes(w.scheme, w.K);
+  const int64_t bb = kBinary ? 4 : 8;
+  __m128 accf[MR];
+  LOWBIT_UNROLL
+  for (int i = 0; i < MR; ++i) accf[i] = _mm_setzero_ps();
+  for (int64_t g = 0; g < s.G; ++g) {
+    __m512i acc[MR][kRows], dot[MR][kRows];
+    LOWBIT_UNROLL
+    for (int i = 0; i < MR; ++i)
+      LOWBIT_UNROLL
+      for (int j = 0; j < kRows; ++j) acc[i][j] = dot[i][j] = _mm512_setzero_si512();
+    const int64_t b0 = g * s.bpg, nbg = s.group_blocks(g);
+    const int16_t *ag = a + m0 * s.L + g * s.gp;
+    int64_t load = 0;  // additions per int16 lane since the last widening
+    for (int64_t c = 0; c < nbg; c += 4) {
+      const int64_t nblk = std::min<int64_t>(4, nbg - c), boff = (b0 + c) * bb;
+      const int64_t adds = kBinary ? nblk : 1;  // per lane: binary lanes see every block
+      if (load + adds > kFlush) {
+        LOWBIT_UNROLL
+        for (int i = 0; i < MR; ++i)
+          LOWBIT_UNROLL
+          for (int j = 0; j < kRows; ++j) {
+            dot[i][j] = _mm512_add_epi32(dot[i][j], widen16(acc[i][j]));
+            acc[i][j] = _mm512_setzero_si512();
+          }
+        load = 0;
+      }
+      load += adds;
+      LOWBIT_UNROLL
+      for (int j = 0; j < kRows; ++j) prefetch_next_tile(r.p[j], rb, boff, 4 * bb);
+      LOWBIT_UNROLL
+      for (int j = 0; j < kRows; ++j) {
+        if (kBinary) {
+          for (int64_t k = 0; k < nblk; ++k) {
+            uint32_t bits;
+            std::memcpy(&bits, r.p[j] + boff + 4 * k, 4);
+            const __mmask32 p = _cvtu32_mask32(bits);
+            LOWBIT_UNROLL
+            for (int i = 0; i < MR; ++i)
+              acc[i][j] = _mm512_mask_add_epi16(acc[i][j], p, acc[i][j], _mm512_loadu_si512(ag + i * s.L + (c + k) * kBlock));
+          }
+        } else {
+          const uint8_t *src = r.p[j] + boff;
+          const __m256i v = nblk == 4 ? _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src))
+                                      : _mm256_maskz_loadu_epi8(static_cast<__mmask32>(first_bytes(nblk * 8)), src);
+          LOWBIT_UNROLL
+          for (int t = 0; t < 4; ++t) {
+            const __mmask32 p = _mm256_test_epi8_mask(v, _mm256_set1_epi8(static_cast<char>(2 << (2 * t))));
+            const __mmask32 n = _mm256_testn_epi8_mask(v, _mm256_set1_epi8(static_cast<char>(3 << (2 * t))));
+            LOWBIT_UNROLL
+            for (int i = 0; i < MR; ++i) {
+              const __m512i x = _mm512_loadu_si512(ag + i * s.L + c * kBlock + t * 32);
+              acc[i][j] = _mm512_mask_add_epi16(acc[i][j], p, acc[i][j], x);
+              acc[i][j] = _mm512_mask_sub_epi16(acc[i][j], n, acc[i][j], x);
+            }
+          }
+        }
+      }
+    }
+    LOWBIT_UNROLL
+    for (int i = 0; i < MR; ++i) {
+      LOWBIT_UNROLL
+      for (int j = 0; j < kRows; ++j) dot[i][j] = _mm512_add_epi32(dot[i][j], widen16(acc[i][j]));
+      __m128i d = reduce4(dot[i][0], dot[i][1], dot[i][2], dot[i][3]);
+      if (kBinary) d = _mm_sub_epi32(_mm_add_epi32(d, d), _mm_set1_epi32(tsum[(m0 + i) * s.G + g]));
+      accf[i] = group4(w, s.G, r, g, accf[i], d);
+    }
+  }
+  LOWBIT_UNROLL
+  for (int i = 0; i < MR; ++i) finish4(w, r, accf[i], scale[m0 + i], y + (m0 + i) * w.N + n0);
+}
+
+template <bool kBinary>
+void gemv(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
+  const Geometry s = make_geometry(w, kChunk);
+  static thread_local std::vector<int16_t> abuf;
+  static thread_local std::vector<int32_t> sbuf;
+  int16_t *a = scratch(abuf, static_cast<size_t>(M * s.L));
+  int32_t *tsum = scratch(sbuf, static_cast<size_t>(M * s.G));
+  stage_chunks(s, q, M, chunk_perm(kBinary), a, tsum);
+  run_row_ranges(w.N, [&](int64_t n0, int64_t rows) {
+    for (int64_t n = n0; n < n0 + rows; n += kRows)
+      for (int64_t m = 0; m < M; m += 4) switch (std::min<int64_t>(4, M - m)) {
+          case 4: gemv_tile<kBinary, 4>(w, s, a, tsum, scale, n, m, y); break;
+          case 3: gemv_tile<kBinary, 3>(w, s, a, tsum, scale, n, m, y); break;
+          case 2: gemv_tile<kBinary, 2>(w, s, a, tsum, scale, n, m, y); break;
+          default: gemv_tile<kBinary, 1>(w, s, a, tsum, scale, n, m, y); break;
+        }
+  });
+}
+
 }  // namespace
 
 void addonly(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
+  if (M < kGemvMaxM) {
+    if (w.scheme == LOWBIT_BINARY) gemv<true>(w, q, scale, M, y);
+    else gemv<false>(w, q, scale, M, y);
+    return;
+  }
   if (w.scheme == LOWBIT_BINARY) run<true>(w, q, scale, M, y);
   else run<false>(w, q, scale, M, y);
 }

@@ -1,5 +1,5 @@
 // The AVX-512 (F/BW/VL/DQ + VNNI) kernel table: the scalar reference's entries, overridden by
-// the kernels of this folder. quantize_act stays scalar: it is O(M*K), next to O(M*N*K).
+// the kernels of this folder.
 #include "core/kernels.h"
 
 namespace lowbit {
@@ -7,6 +7,7 @@ namespace avx512 {
 void weight_only(const lowbit_weight &, const float *, int64_t, float *);
 void integer(const lowbit_weight &, const int8_t *, const float *, int64_t, float *);
 void addonly(const lowbit_weight &, const int8_t *, const float *, int64_t, float *);
+void quantize_act(const float *, int64_t, int64_t, int, int8_t *, float *);
 }  // namespace avx512
 
 const KernelTable *avx512_kernels() {
@@ -16,6 +17,7 @@ const KernelTable *avx512_kernels() {
     t.weight_only = avx512::weight_only;
     t.integer = avx512::integer;
     t.addonly = avx512::addonly;
+    t.quantize_act = avx512::quantize_act;
     return t;
   }();
   return &table;

@@ -134,6 +134,54 @@ void run_tiles(int64_t N, int64_t M, int64_t nb_rows, F &&fn) {
   });
 }
 
+// ---- GEMV (few tokens): fused decode, weights streamed once -------------------------------
+//
+// The fused GEMV kernels read a row in chunks of 4 blocks (128 codes, 16..128 bytes), decode
+// the chunk in registers and feed it straight to the dot products. Decoding is cheapest when
+// it leaves the codes in whatever lane order the packed bits fall in (nibbles split by an AND
+// and a shift, 2-bit fields by shifts), so instead of reordering the codes of every row we
+// reorder the activations once per call to match: `perm[p]` is the code (0..127, within the
+// chunk) whose activation sits at lane p. Groups start on a chunk boundary (a group's padded
+// length gp is a multiple of 128; the padding holds zero activations and the weight bytes
+// past a group's end are never loaded), so every chunk belongs to exactly one group.
+constexpr int64_t kChunk = 4 * kBlock;
+
+// Stage x[M][K] into a[M][s.L] in chunk order `perm`, zeros in the padding; sum[m][g] = sum of
+// the token's values in group g (exact for integers) when `sum` is not null.
+template <typename T, typename S>
+void stage_chunks(const Geometry &s, const S *x, int64_t M, const uint8_t *perm, T *a, int32_t *sum) {
+  for (int64_t m = 0; m < M; ++m) {
+    const S *xm = x + m * s.K;
+    for (int64_t g = 0; g < s.G; ++g) {
+      const int64_t k0 = g * s.bpg * kBlock, k1 = std::min(s.K, k0 + s.bpg * kBlock);
+      T *ag = a + m * s.L + g * s.gp;
+      int32_t total = 0;
+      for (int64_t c = 0; c < s.gp; c += kChunk)
+        for (int p = 0; p < kChunk; ++p) {
+          const int64_t k = k0 + c + perm[p];
+          const T v = k < k1 ? static_cast<T>(xm[k]) : T(0);
+          ag[c + p] = v;
+          if (sum) total += static_cast<int32_t>(v);
+        }
+      if (sum) sum[m * s.G + g] = total;
+    }
+  }
+}
+
+// The fused GEMV's thread split: each task is a contiguous range of rows (a multiple of 4),
+// a few per thread, so every thread streams long sequential runs of each row and a thread
+// slowed down by other load can be covered by the others.
+template <typename F>
+void run_row_ranges(int64_t N, F &&fn) {
+  const int threads = num_threads();
+  const int64_t tasks = threads == 1 ? 1 : 4 * threads;
+  const int64_t rows = std::max<int64_t>(4, ((N + tasks - 1) / tasks + 3) / 4 * 4);
+  parallel_for((N + rows - 1) / rows, [&](int64_t t) {
+    const int64_t n0 = t * rows;
+    fn(n0, std::min(rows, N - n0));
+  });
+}
+
 }  // namespace
 }  // namespace lowbit
 #endif
