@@ -128,3 +128,24 @@ def test_backward_goes_through_dequantized_weight(scheme):
     y = q(x2.detach())
     (x2 @ q.dequantize().T).backward(2 * y)
     assert torch.allclose(x.grad, x2.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_eager_fast_path_matches_the_op_and_yields_to_tracing_and_autograd():
+    """lowbit.ops.linear skips the torch.library dispatcher only when nothing traces or
+    differentiates: the result is the op's, fake tensors still get the fake impl, and a
+    requires_grad input still gets a gradient."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from lowbit import ops
+    q = make_qlinear("w4a8", 13, 70, -1)
+    args = (q.qweight, q.scales, q.zeros, q.bias, q.scheme, q.in_features, q.kernel_group_size)
+    x = torch.randn(3, 70)
+    assert ops._eager(x, q.scales, q.bias)
+    assert torch.equal(ops.linear(x, *args), torch.ops.lowbit.linear(x, *args))
+    with FakeTensorMode() as mode:
+        fx = mode.from_tensor(x)
+        y = ops.linear(fx, *(mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args))
+        assert type(y).__name__ == "FakeTensor" and y.shape == (3, 13)
+    xg = x.clone().requires_grad_()
+    assert not ops._eager(xg, q.scales, q.bias)
+    ops.linear(xg, *args).sum().backward()
+    assert torch.allclose(xg.grad, q.dequantize().sum(0).expand(3, -1), rtol=1e-5, atol=1e-5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode as _current_dispatch_mode
 
 from . import _C
 from .formats import get_scheme, num_groups, row_bytes
@@ -77,10 +78,35 @@ def _ptr(t):
     return 0 if t is None else t.data_ptr()
 
 
+def _eager(*tensors) -> bool:
+    """True when calling the kernel directly is the same as calling the op: eager mode, no
+    tracing (torch.compile/export, fake or functional tensors, a dispatch mode) and nothing for
+    autograd to record. The torch.library dispatch costs 50-100 us a call, as much as a whole
+    4096x4096 4-bit GEMV, so the Python entry points skip it when nothing needs it."""
+    if torch.compiler.is_compiling() or _current_dispatch_mode() is not None:
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is not None and (type(t) is not torch.Tensor or (grad and t.requires_grad)):
+            return False
+    return True
+
+
+def linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size):
+    """y = x @ dequant(W)^T + bias in the scheme's own arithmetic; any leading dims on x.
+    torch.ops.lowbit.linear, called directly when nothing traces or differentiates (_eager)."""
+    if _eager(x, scales, bias):
+        return _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size)
+    return torch.ops.lowbit.linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size)
+
+
 @torch.library.custom_op("lowbit::linear", mutates_args=())
-def linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+def _linear_op(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
            bias: Optional[torch.Tensor], scheme: str, in_features: int, group_size: int) -> torch.Tensor:
-    """y = x @ dequant(W)^T + bias in the scheme's own arithmetic; any leading dims on x."""
+    return _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size)
+
+
+def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size):
     _check_x(x, in_features)
     s, N = check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, x.device)
     M = x.numel() // in_features
@@ -101,7 +127,7 @@ def linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: 
     return y
 
 
-@linear.register_fake
+@_linear_op.register_fake
 def _(x, qweight, scales, zeros, bias, scheme, in_features, group_size):
     _check_x(x, in_features)
     _, N = check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, x.device)
@@ -129,7 +155,7 @@ def _linear_backward(ctx, grad):
     return gx, None, None, None, gb, None, None, None
 
 
-linear.register_autograd(_linear_backward, setup_context=_linear_setup_context)
+_linear_op.register_autograd(_linear_backward, setup_context=_linear_setup_context)
 
 
 def _check_cpu(t, name):
@@ -142,9 +168,20 @@ def _check_bits(bits):
         raise ValueError(f"bits: activation bits must be one of {_ACT_BITS}, got {bits!r}")
 
 
+def quantize_act(x, bits):
+    """Per-token symmetric absmax quantization: q [..., K] int8, scale [...] float32
+    (torch.ops.lowbit.quantize_act; direct call when _eager)."""
+    if _eager(x):
+        return _quantize_act_impl(x, bits)
+    return torch.ops.lowbit.quantize_act(x, bits)
+
+
 @torch.library.custom_op("lowbit::quantize_act", mutates_args=())
-def quantize_act(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token symmetric absmax quantization: q [..., K] int8, scale [...] float32."""
+def _quantize_act_op(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _quantize_act_impl(x, bits)
+
+
+def _quantize_act_impl(x, bits):
     _check_tensor(x, "x", tuple(_DTYPE_IDS))
     _check_bits(bits)
     _check_cpu(x, "x")
@@ -157,7 +194,7 @@ def quantize_act(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor
     return q, scale
 
 
-@quantize_act.register_fake
+@_quantize_act_op.register_fake
 def _(x, bits):
     _check_tensor(x, "x", tuple(_DTYPE_IDS))
     _check_bits(bits)
@@ -177,11 +214,22 @@ def _check_integer_scheme(scheme):
         raise ValueError(f"scheme: {scheme} has float activations; use lowbit.ops.linear")
 
 
+def linear_q(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype):
+    """The integer part alone, on activations already quantized (int8 codes + per-token scale)
+    (torch.ops.lowbit.linear_q; direct call when _eager)."""
+    if _eager(q, scale, scales, bias):
+        return _linear_q_impl(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype)
+    return torch.ops.lowbit.linear_q(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype)
+
+
 @torch.library.custom_op("lowbit::linear_q", mutates_args=())
-def linear_q(q: torch.Tensor, scale: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
-             bias: Optional[torch.Tensor], scheme: str, in_features: int, group_size: int,
-             out_dtype: torch.dtype) -> torch.Tensor:
-    """The integer part alone, on activations already quantized (int8 codes + per-token scale)."""
+def _linear_q_op(q: torch.Tensor, scale: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                 bias: Optional[torch.Tensor], scheme: str, in_features: int, group_size: int,
+                 out_dtype: torch.dtype) -> torch.Tensor:
+    return _linear_q_impl(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype)
+
+
+def _linear_q_impl(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype):
     _check_q(q, scale, in_features)
     _check_integer_scheme(scheme)
     s, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, q.device)
@@ -194,7 +242,7 @@ def linear_q(q: torch.Tensor, scale: torch.Tensor, qweight: torch.Tensor, scales
     return y
 
 
-@linear_q.register_fake
+@_linear_q_op.register_fake
 def _(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype):
     _check_integer_scheme(scheme)
     _, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, q.device)
@@ -228,13 +276,28 @@ def _check_static_values(act_scale, act_zero, cluster_end, in_features, abits):
         raise ValueError(f"cluster_end: last entry must equal in_features={in_features}, got {int(cluster_end[-1])}")
 
 
-@torch.library.custom_op("lowbit::linear_static", mutates_args=())
-def linear_static(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
-                  act_scale: torch.Tensor, act_zero: torch.Tensor, cluster_end: torch.Tensor, scheme: str,
-                  in_features: int, group_size: int, abits: int) -> torch.Tensor:
+def linear_static(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features, group_size,
+                  abits):
     """y = x @ dequant(W)^T + bias with x quantized statically per channel segment (RPTQ):
     u = clamp(round(x / act_scale[c]) + act_zero[c], 0, 2^abits - 1) for the channels of
-    segment c = [cluster_end[c-1], cluster_end[c]); integer dot products, exact int32 sums."""
+    segment c = [cluster_end[c-1], cluster_end[c]); integer dot products, exact int32 sums.
+    torch.ops.lowbit.linear_static; direct call when _eager."""
+    args = (x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features, group_size, abits)
+    if _eager(x, scales, bias, act_scale):
+        return _linear_static_impl(*args)
+    return torch.ops.lowbit.linear_static(*args)
+
+
+@torch.library.custom_op("lowbit::linear_static", mutates_args=())
+def _linear_static_op(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
+                      act_scale: torch.Tensor, act_zero: torch.Tensor, cluster_end: torch.Tensor, scheme: str,
+                      in_features: int, group_size: int, abits: int) -> torch.Tensor:
+    return _linear_static_impl(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features,
+                               group_size, abits)
+
+
+def _linear_static_impl(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features,
+                        group_size, abits):
     _check_x(x, in_features)
     _check_cpu(x, "x")
     s, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, x.device)
@@ -251,7 +314,7 @@ def linear_static(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, 
     return y
 
 
-@linear_static.register_fake
+@_linear_static_op.register_fake
 def _(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features, group_size, abits):
     _check_x(x, in_features)
     _, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, x.device)

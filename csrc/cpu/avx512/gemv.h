@@ -70,7 +70,7 @@ inline void finish4(const lowbit_weight &w, const Rows4 &r, __m128 acc, float to
 // several DRAM latencies of work. Prefetches past the end of the weights do not fault.
 inline void prefetch_next_tile(const uint8_t *row, int64_t row_bytes, int64_t off, int64_t bytes) {
   const char *p = reinterpret_cast<const char *>(row + kRows * row_bytes + off);
-  for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+  for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
 }
 
 // Byte mask of the first n bytes of a 64-byte load (n <= 64).

@@ -241,7 +241,7 @@ void gemv_chunk_tile(const lowbit_weight &w, const Geometry &s, const W3Shifts &
       const float *xc = xg + c * kBlock;
       LOWBIT_UNROLL
       for (int j = 0; j < kTileRows; ++j)  // the next tile's rows: see prefetch_next_tile in gemv.h
-        _mm_prefetch(reinterpret_cast<const char *>(row[j] + kTileRows * rb + boff), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char *>(row[j] + kTileRows * rb + boff), _MM_HINT_T1);
       LOWBIT_UNROLL
       for (int j = 0; j < kTileRows; ++j) {
         const uint8_t *p = row[j] + boff;
