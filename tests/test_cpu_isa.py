@@ -155,3 +155,28 @@ def test_quantize_act_matches_scalar(isa, bits):
             outs[isa_] = torch.ops.lowbit.quantize_act(x, bits)
         assert torch.equal(outs[isa][0], outs["scalar"][0])
         assert torch.equal(outs[isa][1], outs["scalar"][1])
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("scheme", ["w4a16", "w3a16"])
+@pytest.mark.parametrize("K", [1000, 4096])
+def test_weight_only_gemv_hard_activations(isa, scheme, K):
+    """The AVX-512 weight-only GEMV turns activations into 23-bit fixed point per group (see
+    csrc/cpu/avx512/weight_only.cpp): activations with a 1e4 outlier, all-positive ones (the
+    zero-point term then cancels most of the sum) and tiny ones stay within the tolerance, per
+    channel and per group; an Inf or NaN in a token makes that token's outputs non-finite."""
+    gen = torch.Generator().manual_seed(K)
+    N = 29
+    for gs in (128, K):
+        w = make_weight(scheme, N, K, gs, gen)
+        x = torch.randn(6, K, generator=gen)
+        x[0, 7] = 1e4
+        x[1] = x[1].abs() + 1.0
+        x[2] *= 1e-30
+        x[3, : K // 2] = 0.0
+        ref = run_linear("scalar", x, w, scheme, K, gs)
+        got = run_linear(isa, x, w, scheme, K, gs)
+        check_close(scheme, got, ref, x, w, K, gs)
+        x[4, 3], x[5, K - 1] = float("inf"), float("nan")
+        got = run_linear(isa, x, w, scheme, K, gs)
+        assert not torch.isfinite(got[4:]).any() and torch.isfinite(got[:4]).all()

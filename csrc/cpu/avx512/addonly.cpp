@@ -153,7 +153,6 @@ void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M,
 
 // ---- fused GEMV ----------------------------------------------------------------------------
 
-constexpr int64_t kGemvMaxM = 16;
 
 // Lane order of a chunk: binary natural; ternary lane t*32 + i*8 + j <- code 8t + j of block i
 // (t: the 2-bit field of byte j of the packed block).
