@@ -161,10 +161,10 @@ def test_quantize_act_matches_scalar(isa, bits):
 @pytest.mark.parametrize("scheme", ["w4a16", "w3a16"])
 @pytest.mark.parametrize("K", [1000, 4096])
 def test_weight_only_gemv_hard_activations(isa, scheme, K):
-    """The AVX-512 weight-only GEMV turns activations into 23-bit fixed point per group (see
-    csrc/cpu/avx512/weight_only.cpp): activations with a 1e4 outlier, all-positive ones (the
-    zero-point term then cancels most of the sum) and tiny ones stay within the tolerance, per
-    channel and per group; an Inf or NaN in a token makes that token's outputs non-finite."""
+    """Activations that break shortcuts in a float kernel (fixed-point or bf16 activations, a
+    zero-point term taken out of the sum): a 1e4 outlier, all-positive values (the zero-point
+    term then cancels most of the sum), tiny values, half a token of zeros, per channel and
+    per group, within the tolerance; an Inf or NaN makes that token's outputs non-finite."""
     gen = torch.Generator().manual_seed(K)
     N = 29
     for gs in (128, K):

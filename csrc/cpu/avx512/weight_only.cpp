@@ -13,14 +13,15 @@
 // (no unpacking at all); for 3 bits, a shift of the low plane and a rotate of the high plane,
 // merged by one vpternlogd, make the index.
 //
+// Tried and measured slower (2026-11-22, Zen 4): turning the float activations into 31-bit
+// fixed point (4 int8 digit planes) to use VNNI. Per 128 codes and row it took 12 cycles
+// per channel but 26 at group size 128 (the per-group float epilogue of 4 planes), against
+// 17-18 for the lookup-table FMA loop here, so the float loop stays.
+//
 // More tokens: see the GEMM section below (a dequantized, transposed panel of 32 rows and an
 // outer-product microkernel).
 #include <immintrin.h>
 
-#include <cmath>
-#include <limits>
-
-#include "cpu/avx512/gemv.h"
 #include "cpu/common/tiling.h"
 
 namespace lowbit::avx512 {
@@ -169,138 +170,134 @@ void panel_tile(const lowbit_weight &w, const Geometry &s, const float *x, int64
   }
 }
 
-// ---- fused GEMV: float activations as fixed-point digits, integer dot products ---------------
-//
-// A float dot product costs one FMA per weight plus a table lookup per 16 weights; VNNI does
-// 64 byte products per instruction. So the GEMV turns the float activations into integers
-// once per call and runs the integer GEMV's machinery (decode_chunk, byte_chunk_perm):
-//
-//   * per (token, group), x = m * unit with unit = 2^(e - 30) and |x| < 2^e: m = round(x / unit)
-//     is a 31-bit integer (|m| <= 2^30), so |x - m * unit| <= 2^-31 * max|x| of the group: far
-//     below fp32's rounding even next to a 10^4 outlier (23 bits, 3 planes, were not: with
-//     such an outlier in the group, the small activations kept too few bits);
-//   * m = sum_p d_p 256^p over kPlanes = 4 balanced digits d_p in [-128, 127] (d_3 in [-65, 65]);
-//   * the weight is centred per element, w = u - zero in [-15, 15] (signed), and vpdpbusd
-//     takes the digit + 128 as its unsigned operand: sum (d + 128) * w - 128 * sum w =
-//     sum d * w exactly, where sum w comes from one more vpdpbusd against ones. Lanes that the
-//     chunk does not cover (group padding, masked loads) have d = 0 and cancel the same way;
-//   * per group and lane the three int32 plane sums are exact; they meet in float:
-//     acc += scale * unit * sum_p 256^p P_p, one horizontal sum per row at the end.
-// The result differs from the float reference only by fp32 rounding (tests: 1e-5).
-//
-// One token at a time (4 rows x 4 planes = 16 int32 accumulators, 4 weight sums, 4 float
-// accumulators; the activation vectors are reloaded from L1 per row, loads are cheap next to
-// the 10 vpdpbusd per row and chunk); M < 16 re-reads the tile's rows from L1.
+// ---- fused GEMV ----------------------------------------------------------------------------
 
-constexpr int kPlanes = 4;
+constexpr int64_t kGemvMaxM = 16;
+constexpr int kTileRows = 4;
 
-// Activations of M tokens as digit planes: plane p of token m at a + (kPlanes m + p) * s.L, in
-// byte_chunk_perm order, stored as d + 128; unit[m * G + g] = 2^(e - 30) (NaN if the group
-// holds an Inf or NaN, so that the output is NaN as in float arithmetic).
-void stage_digits(const Geometry &s, const float *x, int64_t M, const uint8_t *perm, uint8_t *a, float *unit) {
-  std::memset(a, 128, static_cast<size_t>(kPlanes * M * s.L));
-  for (int64_t m = 0; m < M; ++m) {
-    const float *xm = x + m * s.K;
-    for (int64_t g = 0; g < s.G; ++g) {
-      const int64_t k0 = g * s.bpg * kBlock, k1 = std::min(s.K, k0 + s.bpg * kBlock);
-      float mx = 0.0f;
-      bool finite = true;  // (std::max would skip a NaN)
-      for (int64_t k = k0; k < k1; ++k) {
-        mx = std::max(mx, std::fabs(xm[k]));
-        finite = finite && std::isfinite(xm[k]);
+// Lane order of a chunk, vector t (16 lanes l) <- code perm[16t + l] of the chunk's 128.
+//   4 bits: lane l is dword l of the chunk (block l/4, bytes 4(l%4)..+3) and vector t its
+//           nibble t: byte 4(l%4) + t/2, low nibble (t even: code = byte) or high (byte + 16).
+//   3 bits: lane l is low-plane dword d = l%2 of block i = (l%8)/2; vector t, half h = l/8
+//           takes field f = k/4 of byte b = k%4 of it (k = 2t + h): code 8f + 4d + b.
+struct W3Shifts {
+  alignas(64) int32_t lo[8][16], hi[8][16];  // low-plane right shifts; high-plane right rotates
+  W3Shifts() {
+    for (int t = 0; t < 8; ++t)
+      for (int l = 0; l < 16; ++l) {
+        const int k = 2 * t + l / 8, b = k % 4, f = k / 4, d = l % 2;
+        lo[t][l] = 8 * b + 2 * f;
+        hi[t][l] = (8 * f + 4 * d + b - 2) & 31;  // bit (code) of the high word -> bit 2
       }
-      if (!finite) {
-        unit[m * s.G + g] = std::numeric_limits<float>::quiet_NaN();
-        continue;
-      }
-      int e = 0;
-      std::frexp(mx, &e);  // mx < 2^e
-      unit[m * s.G + g] = std::ldexp(1.0f, e - 30);
-      uint8_t *ag = a + kPlanes * m * s.L + g * s.gp;
-      for (int64_t c = 0; c < s.gp; c += kChunk)
-        for (int p = 0; p < kChunk; ++p) {
-          const int64_t k = k0 + c + perm[p];
-          if (k >= k1) continue;
-          int32_t v = static_cast<int32_t>(std::lrint(std::ldexp(static_cast<double>(xm[k]), 30 - e)));
-          for (int q = 0; q < kPlanes; ++q) {  // balanced base-256 digits; the last takes the rest
-            const int32_t d = q + 1 < kPlanes ? static_cast<int8_t>(v & 0xFF) : v;
-            ag[q * s.L + c + p] = static_cast<uint8_t>(d + 128);
-            v = (v - d) >> 8;
-          }
-        }
-    }
   }
+};
+
+const uint8_t *chunk_perm(int bits) {
+  static const auto make = [](int b) {
+    std::vector<uint8_t> perm(kChunk);
+    for (int t = 0; t < 8; ++t)
+      for (int l = 0; l < 16; ++l) {
+        int code;
+        if (b == 4) {
+          code = (l / 4) * 32 + 4 * (l % 4) + t / 2 + 16 * (t % 2);
+        } else {
+          const int k = 2 * t + l / 8;
+          code = ((l % 8) / 2) * 32 + 8 * (k / 4) + 4 * (l % 2) + k % 4;
+        }
+        perm[16 * t + l] = static_cast<uint8_t>(code);
+      }
+    return perm;
+  };
+  static const std::vector<uint8_t> p4 = make(4), p3 = make(3);
+  return bits == 4 ? p4.data() : p3.data();
 }
 
-// Token m, rows n0..n0+3.
-template <int kBits>
-void gemv_tile(const lowbit_weight &w, const Geometry &s, const Dec3 &d3, const uint8_t *a, const float *unit,
-               int64_t n0, int64_t m, float *y) {
-  const Rows4 r(w, n0);
-  const int64_t rb = row_bytes(w.scheme, w.K), bb = scheme_info(w.scheme).block_bytes;
-  const __m512i ones = _mm512_set1_epi8(1);
-  __m512 facc[kRows];
+// The 16-entry table of a 3-bit row/group: scale * ((u & 7) - zero), bit 3 of the index ignored.
+inline __m512 make_table3(const lowbit_weight &w, int64_t G, int64_t n, int64_t g) {
+  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+  const __m512 z = _mm512_set1_ps(static_cast<float>(w.zeros[n * G + g]));
+  return _mm512_mul_ps(_mm512_sub_ps(iota, z), _mm512_set1_ps(_cvtsh_ss(w.scales[n * G + g])));
+}
+
+template <int kBits, int MR>
+void gemv_chunk_tile(const lowbit_weight &w, const Geometry &s, const W3Shifts &sh, const float *x, int64_t n0,
+                     int64_t m0, float *y) {
+  const int64_t bb = kBits * 4, rb = row_bytes(w.scheme, w.K);
+  const int nr = static_cast<int>(std::min<int64_t>(kTileRows, w.N - n0));
+  const uint8_t *row[kTileRows];
+  int64_t rn[kTileRows];
+  for (int j = 0; j < kTileRows; ++j) {
+    rn[j] = std::min(n0 + j, w.N - 1);  // rows past N repeat the last one (never stored)
+    row[j] = w.qweight + rn[j] * rb;
+  }
+  __m512 acc[MR][kTileRows];
   LOWBIT_UNROLL
-  for (int j = 0; j < kRows; ++j) facc[j] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < s.G; ++g) {
-    __m512i acc[kPlanes][kRows], wsum[kRows];
-    uint8_t zero[kRows];
+  for (int i = 0; i < MR; ++i)
     LOWBIT_UNROLL
-    for (int j = 0; j < kRows; ++j) {
-      wsum[j] = _mm512_setzero_si512();
-      LOWBIT_UNROLL
-      for (int p = 0; p < kPlanes; ++p) acc[p][j] = _mm512_setzero_si512();
-      zero[j] = w.zeros[r.n[j] * s.G + g];
-    }
+    for (int j = 0; j < kTileRows; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < s.G; ++g) {
+    __m512 tab[kTileRows];
+    LOWBIT_UNROLL
+    for (int j = 0; j < kTileRows; ++j) tab[j] = kBits == 4 ? make_table(w, s.G, rn[j], g) : make_table3(w, s.G, rn[j], g);
     const int64_t b0 = g * s.bpg, nbg = s.group_blocks(g);
-    const uint8_t *ag = a + kPlanes * m * s.L + g * s.gp;
+    const float *xg = x + m0 * s.L + g * s.gp;
     for (int64_t c = 0; c < nbg; c += 4) {
       const int64_t nblk = std::min<int64_t>(4, nbg - c), boff = (b0 + c) * bb;
+      const float *xc = xg + c * kBlock;
       LOWBIT_UNROLL
-      for (int j = 0; j < kRows; ++j) prefetch_next_tile(r.p[j], rb, boff, 4 * bb);
-      const uint8_t *xc = ag + c * kBlock;
+      for (int j = 0; j < kTileRows; ++j)  // the next tile's rows: see prefetch_next_tile in gemv.h
+        _mm_prefetch(reinterpret_cast<const char *>(row[j] + kTileRows * rb + boff), _MM_HINT_T1);
       LOWBIT_UNROLL
-      for (int j = 0; j < kRows; ++j) {
-        __m512i u0, u1;
-        decode_chunk<kBits>(r.p[j] + boff, nblk, d3, u0, u1);
-        const __m512i z = _mm512_set1_epi8(static_cast<char>(zero[j]));
-        u0 = _mm512_sub_epi8(u0, z);  // signed u - zero
-        u1 = _mm512_sub_epi8(u1, z);
-        wsum[j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(wsum[j], ones, u0), ones, u1);
-        LOWBIT_UNROLL
-        for (int p = 0; p < kPlanes; ++p)
-          acc[p][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[p][j], _mm512_loadu_si512(xc + p * s.L), u0),
-                                          _mm512_loadu_si512(xc + p * s.L + 64), u1);
+      for (int j = 0; j < kTileRows; ++j) {
+        const uint8_t *p = row[j] + boff;
+        if (kBits == 4) {
+          const __m512i v = nblk == 4 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(nblk == 4 ? ~0ULL : (1ULL << (nblk * 16)) - 1, p);
+          LOWBIT_UNROLL
+          for (int t = 0; t < 8; ++t) {
+            const __m512 wv = _mm512_permutexvar_ps(t == 0 ? v : _mm512_srli_epi32(v, 4 * t), tab[j]);
+            LOWBIT_UNROLL
+            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(xc + i * s.L + 16 * t), wv, acc[i][j]);
+          }
+        } else {
+          const __m512i v = _mm512_maskz_loadu_epi8((1ULL << (nblk * 12)) - 1, p);
+          const __m512i lo = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 1, 3, 4, 6, 7, 9, 10, 0, 1, 3, 4, 6, 7, 9, 10), v);
+          const __m512i hi = _mm512_permutexvar_epi32(_mm512_setr_epi32(2, 2, 5, 5, 8, 8, 11, 11, 2, 2, 5, 5, 8, 8, 11, 11), v);
+          LOWBIT_UNROLL
+          for (int t = 0; t < 8; ++t) {
+            // (lo >> shift) & 3 | (hi rotated) & ~3: bits 0-1 the low plane, bit 2 the high bit.
+            const __m512i idx = _mm512_ternarylogic_epi32(_mm512_srlv_epi32(lo, _mm512_load_si512(sh.lo[t])),
+                                                          _mm512_rorv_epi32(hi, _mm512_load_si512(sh.hi[t])),
+                                                          _mm512_set1_epi32(3), 0xE4);
+            const __m512 wv = _mm512_permutexvar_ps(idx, tab[j]);
+            LOWBIT_UNROLL
+            for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(xc + i * s.L + 16 * t), wv, acc[i][j]);
+          }
+        }
       }
-    }
-    const float um = unit[m * s.G + g];
-    LOWBIT_UNROLL
-    for (int j = 0; j < kRows; ++j) {
-      const __m512i off = _mm512_slli_epi32(wsum[j], 7);  // 128 * sum w, for every plane
-      __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[kPlanes - 1][j], off));
-      LOWBIT_UNROLL
-      for (int p = kPlanes - 2; p >= 0; --p)  // Horner: v = v * 256 + P_p
-        v = _mm512_fmadd_ps(v, _mm512_set1_ps(256.0f), _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[p][j], off)));
-      facc[j] = _mm512_fmadd_ps(v, _mm512_set1_ps(_cvtsh_ss(w.scales[r.n[j] * s.G + g]) * um), facc[j]);
     }
   }
   LOWBIT_UNROLL
-  for (int j = 0; j < kRows; ++j)
-    if (j < r.nr) y[m * w.N + n0 + j] = _mm512_reduce_add_ps(facc[j]) + (w.bias ? w.bias[n0 + j] : 0.0f);
+  for (int i = 0; i < MR; ++i)
+    LOWBIT_UNROLL
+    for (int j = 0; j < kTileRows; ++j)
+      if (j < nr) y[(m0 + i) * w.N + n0 + j] = _mm512_reduce_add_ps(acc[i][j]) + (w.bias ? w.bias[n0 + j] : 0.0f);
 }
 
 template <int kBits>
 void gemv(const lowbit_weight &w, const float *x, int64_t M, float *y) {
   const Geometry s = make_geometry(w, kChunk);
-  static thread_local std::vector<uint8_t> abuf;
-  static thread_local std::vector<float> ubuf;
-  uint8_t *a = scratch(abuf, static_cast<size_t>(kPlanes * M * s.L));
-  float *unit = scratch(ubuf, static_cast<size_t>(M * s.G));
-  stage_digits(s, x, M, byte_chunk_perm(kBits), a, unit);
-  static const Dec3 d3;
+  static thread_local std::vector<float> abuf;
+  float *a = scratch(abuf, static_cast<size_t>(M * s.L));
+  stage_chunks<float, float>(s, x, M, chunk_perm(kBits), a, nullptr);
+  static const W3Shifts sh;
   run_row_ranges(w.N, [&](int64_t n0, int64_t rows) {
-    for (int64_t n = n0; n < n0 + rows; n += kRows)
-      for (int64_t m = 0; m < M; ++m) gemv_tile<kBits>(w, s, d3, a, unit, n, m, y);
+    for (int64_t n = n0; n < n0 + rows; n += kTileRows)
+      for (int64_t m = 0; m < M; m += 4) switch (std::min<int64_t>(4, M - m)) {
+          case 4: gemv_chunk_tile<kBits, 4>(w, s, sh, a, n, m, y); break;
+          case 3: gemv_chunk_tile<kBits, 3>(w, s, sh, a, n, m, y); break;
+          case 2: gemv_chunk_tile<kBits, 2>(w, s, sh, a, n, m, y); break;
+          default: gemv_chunk_tile<kBits, 1>(w, s, sh, a, n, m, y); break;
+        }
   });
 }
 
