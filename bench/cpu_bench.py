@@ -122,6 +122,9 @@ def write_markdown(path, meta, rows):
              f"- date: {meta['date']}", f"- command: `{meta['command']}`", f"- machine: {meta['cpu']}, "
              f"{meta['threads']} threads, ISA {meta['isa']}, torch {meta['torch']}",
              f"- measured DRAM read bandwidth (torch sum over 1 GiB): {meta['dram_gbps']:.1f} GB/s",
+             f"- 1-minute load average at start / end: {meta.get('loadavg_1min_start', float('nan')):.2f} / "
+             f"{meta.get('loadavg_1min_end', float('nan')):.2f}; run took {meta['elapsed_s'] / 60:.1f} min"
+             + (f"; note: {meta['note']}" if meta.get("note") else ""),
              "- weights rotated through > 256 MiB of copies (nothing from L3); median times",
              "- GB/s: packed weight bytes (codes + scales + zeros) per second; 'of BW': fraction of the "
              "measured bandwidth", "- speedup: torch fp32 (bf16) F.linear time / lowbit time, same shape, same run",
@@ -165,6 +168,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="two shapes, M in {1, 512}: under a minute")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--schemes", default=",".join(formats.SCHEMES))
+    ap.add_argument("--note", default="", help="a remark stored with the results (e.g. what else ran)")
     args = ap.parse_args()
     if lowbit._C.cpu_isa() == "scalar":
         # The scalar reference is an oracle, not a kernel to time: M=512 would take hours. Most
@@ -180,6 +184,7 @@ def main():
     global MIN_REPS
     MIN_REPS = 2 if args.quick else 3
     gen = torch.Generator().manual_seed(0)
+    load0 = os.getloadavg()[0]  # recorded: a busy machine makes every number here meaningless
     bw = dram_bandwidth()
     print(f"DRAM read bandwidth: {bw:.1f} GB/s; lowbit ISA {lowbit._C.cpu_isa()}, {args.threads} threads")
     t0 = time.time()
@@ -190,7 +195,7 @@ def main():
                 command="python bench/cpu_bench.py" + (" --quick" if args.quick else ""), cpu=cpu_name(),
                 threads=args.threads, isa=lowbit._C.cpu_isa(), torch=torch.__version__, dram_gbps=bw,
                 lowbit=lowbit.backend_info(), elapsed_s=time.time() - t0,
-                note="noisy: measured while other CPU-heavy jobs shared the machine; re-measure on a quiet one")
+                loadavg_1min_start=load0, loadavg_1min_end=os.getloadavg()[0], note=args.note)
     os.makedirs(OUT, exist_ok=True)
     stem = "cpu_quick" if args.quick else "cpu"
     json.dump(dict(meta=meta, rows=rows), open(os.path.join(OUT, stem + ".json"), "w"), indent=1)

@@ -180,3 +180,42 @@ def test_weight_only_gemv_hard_activations(isa, scheme, K):
         x[4, 3], x[5, K - 1] = float("inf"), float("nan")
         got = run_linear(isa, x, w, scheme, K, gs)
         assert not torch.isfinite(got[4:]).any() and torch.isfinite(got[:4]).all()
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if formats.SCHEMES[s].compute == "integer"])
+@pytest.mark.parametrize("K", [150, 1000])
+def test_linear_static_matches_scalar(isa, scheme, K):
+    """RPTQ's static-activation matmul: the SIMD tables dequantize the same activation codes and
+    run their fused-dequant kernel (cpu/common/static_act.h); within 1e-5 of the size of the
+    terms of the scalar reference's exact per-piece integer sums, and bit-exact with unit
+    scales (every partial sum an integer below 2^24)."""
+    from lowbit.quant.rptq import expand_segments
+    abits = formats.SCHEMES[scheme].abits
+    gen = torch.Generator().manual_seed(K + abits)
+    N = 23
+    seg_end = torch.sort(torch.randperm(K - 1, generator=gen)[:6] + 1).values.to(torch.int32)
+    seg_end = torch.cat([seg_end, torch.tensor([K], dtype=torch.int32)])
+    C = seg_end.numel()
+    act_zero = torch.randint(0, 2 ** abits, (C,), generator=gen, dtype=torch.int32)
+    for gs in (64, K):
+        for unit in (True, False):
+            qweight, scales, _, bias, _ = make_weight(scheme, N, K, gs, gen, bias=not unit, unit_scales=unit)
+            act_scale = torch.ones(C) if unit else torch.rand(C, generator=gen) * 0.2 + 0.05
+            for M in (1, 5, 40):
+                x = torch.randn(M, K, generator=gen) * (2 ** abits if unit else 1.0)
+                outs = {}
+                for isa_ in ("scalar", isa):
+                    lowbit.set_cpu_isa(isa_)
+                    outs[isa_] = ops.linear_static(x, qweight, scales, bias, act_scale, act_zero, seg_end, scheme,
+                                                   K, gs, abits)
+                if unit:
+                    assert torch.equal(outs[isa], outs["scalar"])
+                    continue
+                s_ch, z_ch = expand_segments(act_scale, seg_end), expand_segments(act_zero, seg_end)
+                u = (torch.round(x / s_ch) + z_ch).clamp(0, 2 ** abits - 1)
+                xd = ((u - z_ch) * s_ch).double()
+                wd = formats.dequantize(qweight, scales, None, scheme, K, gs).double()
+                mag = xd.abs() @ wd.abs().T
+                err = (outs[isa].double() - outs["scalar"].double()).abs()
+                assert (err <= 1e-5 * mag + 1e-6).all(), (err / (mag + 1e-12)).max()

@@ -1,6 +1,7 @@
 // The AVX2 (+ FMA, F16C) kernel table: the scalar reference's entries, overridden by
 // the kernels of this folder.
 #include "core/kernels.h"
+#include "cpu/common/static_act.h"
 
 namespace lowbit {
 namespace avx2 {
@@ -18,6 +19,7 @@ const KernelTable *avx2_kernels() {
     t.integer = avx2::integer;
     t.addonly = avx2::addonly;
     t.quantize_act = avx2::quantize_act;
+    t.static_act = static_act_via_weight_only<avx2::weight_only>;  // RPTQ: see common/static_act.h
     return t;
   }();
   return &table;

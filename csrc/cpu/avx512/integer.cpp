@@ -161,7 +161,7 @@ void gemv(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M
   int32_t *asum = scratch(sbuf, static_cast<size_t>(M * s.G));
   stage_chunks(s, q, M, byte_chunk_perm(kBits), a, asum);
   static const Dec3 d3;
-  run_row_ranges(w.N, [&](int64_t n0, int64_t rows) {
+  run_row_ranges(w.N, M * w.K, [&](int64_t n0, int64_t rows) {
     for (int64_t n = n0; n < n0 + rows; n += kRows)
       for (int64_t m = 0; m < M; m += 4) switch (std::min<int64_t>(4, M - m)) {
           case 4: gemv_tile<kBits, 4>(w, s, d3, a, asum, scale, n, m, y); break;

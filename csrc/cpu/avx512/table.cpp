@@ -1,6 +1,7 @@
 // The AVX-512 (F/BW/VL/DQ + VNNI) kernel table: the scalar reference's entries, overridden by
 // the kernels of this folder.
 #include "core/kernels.h"
+#include "cpu/common/static_act.h"
 
 namespace lowbit {
 namespace avx512 {
@@ -18,6 +19,7 @@ const KernelTable *avx512_kernels() {
     t.integer = avx512::integer;
     t.addonly = avx512::addonly;
     t.quantize_act = avx512::quantize_act;
+    t.static_act = static_act_via_weight_only<avx512::weight_only>;  // RPTQ: see common/static_act.h
     return t;
   }();
   return &table;

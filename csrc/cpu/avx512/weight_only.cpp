@@ -290,7 +290,7 @@ void gemv(const lowbit_weight &w, const float *x, int64_t M, float *y) {
   float *a = scratch(abuf, static_cast<size_t>(M * s.L));
   stage_chunks<float, float>(s, x, M, chunk_perm(kBits), a, nullptr);
   static const W3Shifts sh;
-  run_row_ranges(w.N, [&](int64_t n0, int64_t rows) {
+  run_row_ranges(w.N, M * w.K, [&](int64_t n0, int64_t rows) {
     for (int64_t n = n0; n < n0 + rows; n += kTileRows)
       for (int64_t m = 0; m < M; m += 4) switch (std::min<int64_t>(4, M - m)) {
           case 4: gemv_chunk_tile<kBits, 4>(w, s, sh, a, n, m, y); break;
