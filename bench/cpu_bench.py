@@ -46,17 +46,29 @@ def cpu_name():
     return platform.processor() or "unknown"
 
 
-def timeit(fn, n_copies, budget_s, min_reps=3, max_reps=200):
-    min_reps = min(min_reps, MIN_REPS)
-    """Median seconds of fn(i) over calls that rotate i through the copies."""
-    fn(0)  # warm up (thread pool, allocator)
-    times, i, start = [], 1, time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < max_reps):
+def samples(fn, n_copies, budget_s, min_reps, state):
+    """Times (s) of fn(i) over calls that rotate i through the copies, for about budget_s."""
+    times, start = [], time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < 200):
+        i = state[0] = (state[0] + 1) % n_copies
         t0 = time.perf_counter()
-        fn(i % n_copies)
+        fn(i)
         times.append(time.perf_counter() - t0)
-        i += 1
-    return statistics.median(times)
+    return times
+
+
+def paired_medians(fns, budget_s, rounds=4):
+    """Median seconds of each (fn, n_copies) in fns, measured in interleaved rounds (A B C A B C
+    ...) so that a slow spell of this shared VM (neighbours' memory traffic) hits the baseline
+    and the kernel alike instead of skewing their ratio."""
+    out = [[] for _ in fns]
+    states = [[0] for _ in fns]
+    for fn, n, _ in fns:
+        fn(0)  # warm up (thread pool, allocator)
+    for _ in range(rounds):
+        for k, (fn, n, _) in enumerate(fns):
+            out[k] += samples(fn, n, budget_s / rounds, max(1, MIN_REPS // 2), states[k])
+    return [statistics.median(t) for t in out]
 
 
 def dram_bandwidth():
@@ -94,26 +106,28 @@ def bench_shape(N, K, schemes, ms, budget, gen, bw):
     dense = {}
     for dtype in (torch.float32, torch.bfloat16):
         w = torch.randn(N, K, generator=gen).to(dtype)
-        ws = [w.clone() for _ in range(copies_for(w.numel() * w.element_size()))]
-        for M in ms:
-            x = torch.randn(M, K, generator=gen).to(dtype)
-            dense[(dtype, M)] = timeit(lambda i: torch.nn.functional.linear(x, ws[i]), len(ws), budget)
-        del ws, w
+        dense[dtype] = [w.clone() for _ in range(copies_for(w.numel() * w.element_size()))]
+        del w
     for scheme in schemes:
         copies, gs, nbytes = make_weights(scheme, N, K, gen)
         for M in ms:
             x = torch.randn(M, K, generator=gen)
-            t = timeit(lambda i: ops.linear(x, copies[i][0], copies[i][1], copies[i][2], None, scheme, K, gs),
-                       len(copies), budget)
+            xb = x.bfloat16()
+            wf, wb = dense[torch.float32], dense[torch.bfloat16]
+            t, tf, tb = paired_medians([
+                (lambda i: ops.linear(x, copies[i][0], copies[i][1], copies[i][2], None, scheme, K, gs), len(copies),
+                 "lowbit"),
+                (lambda i: torch.nn.functional.linear(x, wf[i]), len(wf), "fp32"),
+                (lambda i: torch.nn.functional.linear(xb, wb[i]), len(wb), "bf16")], budget)
             gbs = nbytes / t / 1e9
             rows.append(dict(N=N, K=K, M=M, scheme=scheme, group_size=gs, ms=t * 1e3, weight_bytes=nbytes,
-                             gbps=gbs, bw_frac=gbs / bw, torch_fp32_ms=dense[(torch.float32, M)] * 1e3,
-                             torch_bf16_ms=dense[(torch.bfloat16, M)] * 1e3,
-                             speedup_fp32=dense[(torch.float32, M)] / t, speedup_bf16=dense[(torch.bfloat16, M)] / t))
+                             gbps=gbs, bw_frac=gbs / bw, torch_fp32_ms=tf * 1e3, torch_bf16_ms=tb * 1e3,
+                             speedup_fp32=tf / t, speedup_bf16=tb / t))
             r = rows[-1]
             print(f"{N:>6}x{K:<6} M={M:<4} {scheme:8} {r['ms']:9.3f} ms {gbs:6.1f} GB/s ({r['bw_frac']:4.0%})"
                   f"  x{r['speedup_fp32']:6.2f} vs fp32  x{r['speedup_bf16']:6.2f} vs bf16", flush=True)
         del copies
+    del dense
     return rows
 
 
@@ -134,8 +148,9 @@ def write_markdown(path, meta, rows):
                      f"{r['bw_frac']:.0%} | {r['speedup_fp32']:.2f}x | {r['speedup_bf16']:.2f}x |")
     dense = {}
     for r in rows:
-        dense[(r["N"], r["K"], r["M"])] = (r["torch_fp32_ms"], r["torch_bf16_ms"])
-    lines += ["", "Dense baselines (ms):", "", "| N x K | M | torch fp32 | torch bf16 |", "|---|---|---|---|"]
+        dense.setdefault((r["N"], r["K"], r["M"]), (r["torch_fp32_ms"], r["torch_bf16_ms"]))
+    lines += ["", "Dense baselines (ms; medians of the rounds interleaved with each scheme's row, first scheme "
+              "shown):", "", "| N x K | M | torch fp32 | torch bf16 |", "|---|---|---|---|"]
     for (N, K, M), (f, b) in dense.items():
         lines.append(f"| {N}x{K} | {M} | {f:.3f} | {b:.3f} |")
     open(path, "w").write("\n".join(lines) + "\n")
