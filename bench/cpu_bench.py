@@ -184,16 +184,23 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--schemes", default=",".join(formats.SCHEMES))
     ap.add_argument("--note", default="", help="a remark stored with the results (e.g. what else ran)")
+    ap.add_argument("--isa", default=None, help="force a kernel table (avx2: 256-bit, avx512); results go to "
+                    "cpu_<isa>.{json,md,png} so the widths can be compared (Zen 4 double-pumps 512-bit ops)")
+    ap.add_argument("--shapes", default=None, help="NxK,NxK,... instead of the default list")
     args = ap.parse_args()
     if lowbit._C.cpu_isa() == "scalar":
         # The scalar reference is an oracle, not a kernel to time: M=512 would take hours. Most
         # likely a build without SIMD kernels is installed (reinstall from this tree).
         sys.exit(f"lowbit runs its scalar kernels here (have {lowbit._C.cpu_isa_supported()}; "
                  f"from {lowbit.__file__}); install a build with the AVX2/AVX-512 kernels")
+    if args.isa:
+        lowbit.set_cpu_isa(args.isa)
     torch.set_num_threads(args.threads)
     lowbit.set_num_threads(args.threads)
     schemes = args.schemes.split(",")
     shapes = [(4096, 4096), (576, 1536)] if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in sh.split("x")) for sh in args.shapes.split(",")]
     ms = [1, 512] if args.quick else MS
     budget = 0.1 if args.quick else 0.6
     global MIN_REPS
@@ -207,12 +214,12 @@ def main():
     for N, K in shapes:
         rows += bench_shape(N, K, schemes, ms, budget, gen, bw)
     meta = dict(date=datetime.datetime.now().isoformat(timespec="seconds"),
-                command="python bench/cpu_bench.py" + (" --quick" if args.quick else ""), cpu=cpu_name(),
+                command="python " + " ".join(["bench/cpu_bench.py"] + sys.argv[1:]), cpu=cpu_name(),
                 threads=args.threads, isa=lowbit._C.cpu_isa(), torch=torch.__version__, dram_gbps=bw,
                 lowbit=lowbit.backend_info(), elapsed_s=time.time() - t0,
                 loadavg_1min_start=load0, loadavg_1min_end=os.getloadavg()[0], note=args.note)
     os.makedirs(OUT, exist_ok=True)
-    stem = "cpu_quick" if args.quick else "cpu"
+    stem = "cpu_quick" if args.quick else "cpu" if not args.isa else "cpu_" + args.isa
     json.dump(dict(meta=meta, rows=rows), open(os.path.join(OUT, stem + ".json"), "w"), indent=1)
     write_markdown(os.path.join(OUT, stem + ".md"), meta, rows)
     plot(os.path.join(OUT, stem + ".png"), rows, schemes)

@@ -205,8 +205,11 @@ def main():
             row["eval_s"] = round(time.time() - t, 1)
             if a.kernel_windows > 0:
                 kw_ = win[: a.kernel_windows, : a.kernel_seqlen]
-                with packed_path(model):
-                    row["ppl_packed_kwin"] = round(perplexity(model, kw_), 4)
+                if kw_.shape == win.shape:  # the same tokens: the packed number is row["ppl"]
+                    row["ppl_packed_kwin"] = row["ppl"]
+                else:
+                    with packed_path(model):
+                        row["ppl_packed_kwin"] = round(perplexity(model, kw_), 4)
                 t = time.time()
                 row["ppl_kernels_kwin"] = round(perplexity(model, kw_, bs=1), 4)
                 row["kernel_eval_s"] = round(time.time() - t, 1)
@@ -230,7 +233,7 @@ def write_md(rows, path):
     act = {c: r for c, r in rows.items() if r.get("act_quant")}
     rows = {c: r for c, r in rows.items() if not r.get("act_quant")}
     for c, r in rows.items():
-        kk = (f"{r['ppl_kernels_kwin']} / {r['ppl_packed_kwin']} (first {r['kernel_windows']} tokens)"
+        kk = (f"{r['ppl_kernels_kwin']} / {r['ppl_packed_kwin']} (windows x tokens: {r['kernel_windows']})"
               if "ppl_kernels_kwin" in r else "-")
         cal = f" ({r['calib_windows']} calib)" if r.get("calib_windows") else ""
         L.append(f"| {c} | {r['method']}{' +mse' if r.get('mse') else ''}{cal} | {r['scheme']} | {r['group_size']} | "
@@ -241,20 +244,20 @@ def write_md(rows, path):
           "Notes:",
           "- `ppl (40 win, packed)`: every QLinear computes F.linear(x, QLinear.dequantize()), the float32 weight decoded",
           "  from its packed codes and fp16 scales/zeros, i.e. exactly the operand of lowbit's kernels. The column",
-          "  `ppl kernels / packed` evaluates the first tokens of window 1 both through QLinear.forward (the compiled",
-          "  kernels, here the scalar reference ones) and through the packed path: they agree to float rounding. All 40",
-          "  windows through the scalar kernels would take hours on this 2-core machine (about 0.3 GMAC/s; the AVX",
-          "  kernels are being written); rerun with `--kernel-windows 40 --kernel-seqlen 512` once they land.",
+          "  `ppl kernels / packed` runs the same model through QLinear.forward, i.e. lowbit's compiled kernels (AVX-512",
+          "  here; `40x512` = all 40 windows), next to the packed path on the same tokens: equal to the printed digits.",
           "- fp and rtn reproduce reference_ppl.py (28.47 / 36.35); rtn differs slightly because lowbit stores fp16",
           "  scales and computes the codes with the rounded scale (the reference keeps float32 scales).",
-          "- GPTQ: lowbit.quant.gptq (percdamp 0.01, block 128, asymmetric, true-sequential, 128 x 512 calibration",
-          "  windows). `act` = act-order with static groups: scales from the original column groups, codes un-permuted,",
-          "  no run-time permutation (the reference's act-order number uses a per-column group index instead).",
-          "- `(64 calib)`: that GPTQ run used the first 64 of the protocol's 128 calibration windows (`--nsamples 64`):",
-          "  with the machine this loaded a 128-window run was heading for ~60 min wall-clock per config (about 2 min per",
-          "  block), too long for the session. The reference GPTQ numbers use all 128 windows.",
-          "- Timings are wall-clock on a 2-core machine shared with other engineers' CPU-heavy jobs (load average 5-8",
-          "  during these runs, 1 torch thread per process): they are noisy upper bounds, not benchmarks.", ""]
+          "- GPTQ: lowbit.quant.gptq (percdamp 0.01, block 128, asymmetric, true-sequential). `act` = act-order with",
+          "  static groups: scales from the original column groups, codes un-permuted, no run-time permutation (the",
+          "  reference's act-order number uses a per-column group index instead); `mse` = per-group range search.",
+          "- `(N calib)`: calibration windows used. Rows with 64 ran on the first 64 of the protocol's 128 windows while",
+          "  the machine was shared with other heavy jobs (load average 5-8: their times are upper bounds); rows with",
+          "  128 ran the full protocol on a quiet machine (load average ~1, 2 torch threads), and their `quantize s` is",
+          "  the GPTQ wall-clock: about 7.3 min per run, against about 11 min for the reference code on this machine.",
+          "- `gptq3g128-n64` is the earlier 64-window run of gptq3g128, kept for the record: with all 128 windows the",
+          "  same config measured 62.9 (GPTQ without act-order is sensitive to the calibration set on this small,",
+          "  heavily trained model); act-order with static groups brings w3a16 g128 to 46.1.", ""]
     if act:
         L += act_section(act)
     open(path, "w").write("\n".join(L) + "\n")
