@@ -1,14 +1,15 @@
 """CPU microbenchmark of lowbit's kernels against torch fp32 / bf16 matmul, in one run.
 
-    python bench/cpu_bench.py            # full sweep (< 20 min on 2 cores)
+    python bench/cpu_bench.py            # full sweep (about 6 min on 2 cores)
     python bench/cpu_bench.py --quick    # 4096x4096 and 576x1536 only, M in {1, 512} (< 1 min)
+    python bench/cpu_bench.py --isa avx2 --shapes 4096x4096   # the 256-bit kernels -> cpu_avx2.*
 
 For every (N, K) shape, token count M and scheme it reports the median time of
 lowbit.ops.linear, the GB/s of packed weight bytes (codes + scales + zeros) that implies, the
 fraction of this machine's DRAM read bandwidth (measured in the same run) and the speedup over
-torch's dense fp32 and bf16 matmul of the same shape. Weights (ours and torch's) are rotated
-through more than 256 MiB of distinct copies, so no call finds its weight in the L3 cache.
-Writes bench/results/cpu.json, cpu.md and cpu.png.
+torch's dense fp32 and bf16 matmul of the same shape, timed in interleaved rounds. Weights (ours
+and torch's) are rotated through more than 256 MiB of distinct copies, so no call finds its
+weight in the L3 cache. Writes bench/results/cpu.json, cpu.md and cpu.png.
 """
 from __future__ import annotations
 
