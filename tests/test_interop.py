@@ -91,3 +91,21 @@ def test_import_errors(tmp_path):
     (tmp_path / "ok" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a readable safetensors"):
         lowbit.import_gptq(small_model(), tmp_path / "ok")
+
+
+def test_atomic_folder_replaces_on_success_and_keeps_the_old_on_error(tmp_path):
+    """export_gptq and the demo report write through lowbit._atomic.atomic_folder."""
+    from lowbit._atomic import atomic_folder
+    out = tmp_path / "out"
+    with atomic_folder(out) as tmp:
+        (tmp_path / tmp / "a.txt").write_text("one")
+    assert (out / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError):
+        with atomic_folder(out) as tmp:
+            (tmp_path / tmp / "a.txt").write_text("two")
+            raise RuntimeError("interrupted")
+    assert (out / "a.txt").read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left behind
+    with atomic_folder(out) as tmp:
+        (tmp_path / tmp / "b.txt").write_text("three")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]

@@ -15,9 +15,7 @@ import copy
 import datetime
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +23,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from ._atomic import atomic_folder
 from .assets import AssetError, default_texts, load_model, read_text
 
 
@@ -215,10 +214,7 @@ def _machine() -> dict:
 
 
 def _write_report(out: str, report: dict, table: list[str]):
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".lowbit-demo-", dir=parent)
-    try:
+    with atomic_folder(out, ".lowbit-demo-") as tmp:
         with open(os.path.join(tmp, "report.json"), "w") as f:
             json.dump(report, f, indent=1)
         m = report["machine"]
@@ -234,9 +230,3 @@ def _write_report(out: str, report: dict, table: list[str]):
         with open(os.path.join(tmp, "report.md"), "w") as f:
             f.write("\n".join(md))
         plots(report["rows"], tmp)
-        if os.path.isdir(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import torch
 from torch import nn
 
+from ._atomic import atomic_folder
 from .formats import get_scheme, num_groups, unpack
 from .nn import QLinear
 
@@ -122,11 +121,7 @@ def export_gptq(model: nn.Module, folder: "str | os.PathLike", format: str = "gp
             tensors[f"{name}.bias"] = m.bias.detach().cpu()  # float32: loaders cast; re-import stays exact
     qcfg = {"bits": bits, "group_size": gs, "desc_act": False, "sym": False, "true_sequential": True,
             "checkpoint_format": format, "quant_method": "gptq", "quantizer": "lowbit"}
-    folder = os.fspath(folder)
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".lowbit-gptq-", dir=parent)
-    try:
+    with atomic_folder(folder, ".lowbit-gptq-") as tmp:
         save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt", "quantizer": "lowbit"})
         with open(os.path.join(tmp, "quantize_config.json"), "w") as f:
             json.dump(qcfg, f, indent=1)
@@ -136,12 +131,6 @@ def export_gptq(model: nn.Module, folder: "str | os.PathLike", format: str = "gp
             d["quantization_config"] = qcfg
             with open(os.path.join(tmp, "config.json"), "w") as f:
                 json.dump(d, f, indent=1, default=str)
-        if os.path.isdir(folder):
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @torch.no_grad()

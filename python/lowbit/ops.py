@@ -81,8 +81,9 @@ def _ptr(t):
 def _eager(*tensors) -> bool:
     """True when calling the kernel directly is the same as calling the op: eager mode, no
     tracing (torch.compile/export, fake or functional tensors, a dispatch mode) and nothing for
-    autograd to record. The torch.library dispatch costs 50-100 us a call, as much as a whole
-    4096x4096 4-bit GEMV, so the Python entry points skip it when nothing needs it."""
+    autograd to record. Going through the torch.library dispatcher costs 20-40 us more a call
+    than this (bench/results/op_overhead.md), a tenth of a 4096x4096 4-bit GEMV, so the Python
+    entry points skip it when nothing needs it."""
     if torch.compiler.is_compiling() or _current_dispatch_mode() is not None:
         return False
     grad = torch.is_grad_enabled()
