@@ -5,7 +5,7 @@
     python bench/cpu_bench.py --isa avx2 --shapes 4096x4096   # the 256-bit kernels -> cpu_avx2.*
 
 For every (N, K) shape, token count M and scheme it reports the median time of
-lowbit.ops.linear, the GB/s of packed weight bytes (codes + scales + zeros) that implies, the
+lowbit.ops.linear (given the CPU layout of w4a16/w3a16, as QLinear does), the GB/s of packed weight bytes (codes + scales + zeros) that implies, the
 fraction of this machine's DRAM read bandwidth (measured in the same run) and the speedup over
 torch's dense fp32 and bf16 matmul of the same shape, timed in interleaved rounds. Weights (ours
 and torch's) are rotated through more than 256 MiB of distinct copies, so no call finds its
@@ -99,7 +99,13 @@ def make_weights(scheme, N, K, gen):
     zeros = torch.randint(0, s.max_code + 1, (N, G), generator=gen).to(torch.uint8) if s.has_zeros else None
     nbytes = qweight.numel() + scales.numel() * 2 + (zeros.numel() if zeros is not None else 0)
     n = copies_for(nbytes)
-    return [(qweight.clone(), scales.clone(), None if zeros is None else zeros.clone()) for _ in range(n)], gs, nbytes
+    copies = []
+    for _ in range(n):
+        q, sc, z = qweight.clone(), scales.clone(), None if zeros is None else zeros.clone()
+        # What QLinear passes on a CPU: the CPU layout of w4a16/w3a16 (same bytes, own copy).
+        layout = ops.prepack_cpu(q, sc, z, scheme, K, gs) if scheme in ops.CPU_LAYOUT_SCHEMES else None
+        copies.append((q, sc, z, layout))
+    return copies, gs, nbytes
 
 
 def bench_shape(N, K, schemes, ms, budget, gen, bw):
@@ -116,7 +122,8 @@ def bench_shape(N, K, schemes, ms, budget, gen, bw):
             xb = x.bfloat16()
             wf, wb = dense[torch.float32], dense[torch.bfloat16]
             t, tf, tb = paired_medians([
-                (lambda i: ops.linear(x, copies[i][0], copies[i][1], copies[i][2], None, scheme, K, gs), len(copies),
+                (lambda i: ops.linear(x, copies[i][0], copies[i][1], copies[i][2], None, scheme, K, gs, copies[i][3]),
+                 len(copies),
                  "lowbit"),
                 (lambda i: torch.nn.functional.linear(x, wf[i]), len(wf), "fp32"),
                 (lambda i: torch.nn.functional.linear(xb, wb[i]), len(wb), "bf16")], budget)

@@ -47,7 +47,7 @@ def main():
     rows.append(("torch.ops.lowbit.linear (torch.library dispatcher)",
                  per_call_us(lambda: torch.ops.lowbit.linear(x, *args))))
     rows.append(("lowbit._C.linear (compiled call, no checks)", per_call_us(
-        lambda: _C.linear(s.id, N, K, K, q.data_ptr(), sc.data_ptr(), 0, 0, x.data_ptr(), 0, 1, y.data_ptr(), 0))))
+        lambda: _C.linear(s.id, N, K, K, q.data_ptr(), sc.data_ptr(), 0, 0, x.data_ptr(), 0, 1, y.data_ptr(), 0, 0))))
     lines = ["# Per-call overhead of lowbit's entry points", "",
              f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; command: `python bench/op_overhead.py`",
              f"- machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "

@@ -28,7 +28,7 @@ void check(lowbit_status st) {
 lowbit_weight make_weight(int scheme, int64_t N, int64_t K, int64_t group_size, std::uintptr_t qweight,
                           std::uintptr_t scales, std::uintptr_t zeros, std::uintptr_t bias) {
   return lowbit_weight{static_cast<lowbit_scheme>(scheme), N, K, group_size, ptr<const uint8_t>(qweight),
-                       ptr<const uint16_t>(scales), ptr<const uint8_t>(zeros), ptr<const float>(bias)};
+                       ptr<const uint16_t>(scales), ptr<const uint8_t>(zeros), ptr<const float>(bias), nullptr};
 }
 
 }  // namespace
@@ -70,10 +70,25 @@ PYBIND11_MODULE(_C, m) {
     }
     check(st);
   });
+  m.def("cpu_layout_bytes", [](int s, int64_t N, int64_t K, int64_t gs) {
+    const lowbit_weight w = make_weight(s, N, K, gs, 0, 0, 0, 0);
+    return lowbit_cpu_layout_bytes(&w);
+  });
+  m.def("prepack_cpu", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
+                          std::uintptr_t zeros, std::uintptr_t out, int64_t out_bytes) {
+    const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, zeros, 0);
+    lowbit_status st;
+    {
+      py::gil_scoped_release nogil;
+      st = lowbit_prepack_cpu(&w, ptr<uint8_t>(out), out_bytes);
+    }
+    check(st);
+  });
   m.def("linear", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
                      std::uintptr_t zeros, std::uintptr_t bias, std::uintptr_t x, int x_dtype, int64_t M,
-                     std::uintptr_t y, int y_dtype) {
-    const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, zeros, bias);
+                     std::uintptr_t y, int y_dtype, std::uintptr_t cpu_layout) {
+    lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, zeros, bias);
+    w.cpu_layout = ptr<const uint8_t>(cpu_layout);
     lowbit_status st;
     {
       py::gil_scoped_release nogil;

@@ -36,6 +36,8 @@ lowbit_status check_weight(const lowbit_weight *w) {
   if (si.has_zeros && !w->zeros) return fail(LOWBIT_ERR_NULL, "zeros is NULL (scheme %s needs zero points)", si.name);
   if (!si.has_zeros && w->zeros)
     return fail(LOWBIT_ERR_SCHEME, "scheme %s takes no zero points; pass zeros = NULL", si.name);
+  if (w->cpu_layout && !has_cpu_layout(w->scheme))
+    return fail(LOWBIT_ERR_SCHEME, "scheme %s has no CPU layout; pass cpu_layout = NULL", si.name);
   return LOWBIT_OK;
 }
 
@@ -137,6 +139,47 @@ lowbit_status lowbit_unpack(lowbit_scheme s, const uint8_t *packed, int64_t N, i
   const int64_t rb = row_bytes(s, K);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) codes[n * K + k] = static_cast<uint8_t>(row_code(packed + n * rb, s, k));
+  return LOWBIT_OK;
+}
+
+int64_t lowbit_cpu_layout_bytes(const lowbit_weight *w) {
+  if (!w || !valid_scheme(w->scheme) || !has_cpu_layout(w->scheme) || w->N <= 0 || w->K <= 0 || w->group_size <= 0)
+    return 0;
+  return CpuLayout(w->scheme, w->N, w->K, w->group_size).bytes();
+}
+
+lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t out_bytes) {
+  if (lowbit_status st = check_weight(w)) return st;
+  if (!has_cpu_layout(w->scheme))
+    return fail(LOWBIT_ERR_SCHEME, "scheme %s has no CPU layout (w4a16 and w3a16 have one)", kSchemes[w->scheme].name);
+  if (!out) return fail(LOWBIT_ERR_NULL, "out is NULL");
+  const CpuLayout L(w->scheme, w->N, w->K, w->group_size);
+  if (out_bytes != L.bytes())
+    return fail(LOWBIT_ERR_SIZE, "out has %lld bytes, the CPU layout needs %lld (lowbit_cpu_layout_bytes)",
+                static_cast<long long>(out_bytes), static_cast<long long>(L.bytes()));
+  const int bits = kSchemes[w->scheme].wbits;
+  const int64_t rb = row_bytes(w->scheme, w->K);
+  const int64_t Kp = padded_k(w->K);
+  std::vector<int> c(static_cast<size_t>(Kp));
+  for (int64_t t = 0; t < L.tiles; ++t) {
+    uint8_t *tile = out + t * L.tile_bytes();
+    uint8_t *words = tile;
+    uint16_t *scales = reinterpret_cast<uint16_t *>(tile + L.code_bytes());
+    uint8_t *zeros = tile + L.code_bytes() + L.G * kLayoutRows * 2;
+    for (int64_t r = 0; r < kLayoutRows; ++r) {
+      const int64_t n = t * kLayoutRows + r;
+      for (int64_t k = 0; k < Kp; ++k) c[k] = n < w->N ? row_code(w->qweight + n * rb, w->scheme, k) : 0;
+      for (int64_t b = 0; b < L.nb; ++b)
+        for (int j = 0; j < bits; ++j) {
+          const uint32_t v = layout_word(c.data() + b * kBlock, bits, j);
+          std::memcpy(words + ((b * bits + j) * kLayoutRows + r) * 4, &v, 4);
+        }
+      for (int64_t g = 0; g < L.G; ++g) {
+        scales[g * kLayoutRows + r] = n < w->N ? w->scales[n * L.G + g] : 0;
+        zeros[g * kLayoutRows + r] = n < w->N ? w->zeros[n * L.G + g] : 0;
+      }
+    }
+  }
   return LOWBIT_OK;
 }
 

@@ -1,7 +1,7 @@
 """torch custom ops over the compiled core (lowbit._C), with fake implementations so that
 `torch.compile(fullgraph=True)` traces through them.
 
-    torch.ops.lowbit.linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size)
+    torch.ops.lowbit.linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout)
     torch.ops.lowbit.quantize_act(x, bits) -> (q int8, scale float32)
     torch.ops.lowbit.linear_q(q, scale, qweight, scales, bias, scheme, in_features, group_size, out_dtype)
 
@@ -93,21 +93,56 @@ def _eager(*tensors) -> bool:
     return True
 
 
-def linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size):
+def linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
     """y = x @ dequant(W)^T + bias in the scheme's own arithmetic; any leading dims on x.
+    cpu_layout: None, or prepack_cpu() of this very weight (w4a16/w3a16), which the CPU kernels
+    use for 1-3 tokens (nothing checks that it matches: rebuild it when the weight changes).
     torch.ops.lowbit.linear, called directly when nothing traces or differentiates (_eager)."""
     if _eager(x, scales, bias):
-        return _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size)
-    return torch.ops.lowbit.linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size)
+        return _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout)
+    return torch.ops.lowbit.linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout)
 
 
 @torch.library.custom_op("lowbit::linear", mutates_args=())
 def _linear_op(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-           bias: Optional[torch.Tensor], scheme: str, in_features: int, group_size: int) -> torch.Tensor:
-    return _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size)
+               bias: Optional[torch.Tensor], scheme: str, in_features: int, group_size: int,
+               cpu_layout: Optional[torch.Tensor] = None) -> torch.Tensor:
+    return _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout)
 
 
-def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size):
+# The schemes with a CPU layout (lowbit_cpu_layout_bytes > 0; tests/test_cpu_layout.py checks).
+CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16")
+
+
+def cpu_layout_bytes(scheme, out_features, in_features, group_size) -> int:
+    """Bytes of the CPU layout of a weight; 0 for schemes without one (all but w4a16/w3a16)."""
+    return _C.cpu_layout_bytes(get_scheme(scheme).id, out_features, in_features, group_size)
+
+
+def prepack_cpu(qweight, scales, zeros, scheme, in_features, group_size):
+    """The CPU layout of a packed weight (uint8 tensor, docs/formats.md "CPU layout"), or None
+    for schemes without one. The same bytes as qweight + scales + zeros, rows interleaved in
+    16s for the AVX-512 VNNI GEMV; QLinear builds and refreshes it by itself."""
+    s, N = check_weight(qweight, scales, zeros, None, scheme, in_features, group_size, torch.device("cpu"))
+    n = _C.cpu_layout_bytes(s.id, N, in_features, group_size)
+    if n == 0:
+        return None
+    out = torch.empty(n, dtype=torch.uint8)
+    _C.prepack_cpu(s.id, N, in_features, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(zeros),
+                   out.data_ptr(), n)
+    return out
+
+
+def _check_layout(cpu_layout, s, N, K, group_size):
+    _check_tensor(cpu_layout, "cpu_layout", (torch.uint8,), torch.device("cpu"))
+    n = _C.cpu_layout_bytes(s.id, N, K, group_size)
+    if n == 0:
+        raise ValueError(f"cpu_layout: scheme {s.name} has no CPU layout; pass None")
+    if cpu_layout.dim() != 1 or cpu_layout.numel() != n:
+        raise ValueError(f"cpu_layout: expected {n} bytes (prepack_cpu of this weight), got shape {tuple(cpu_layout.shape)}")
+
+
+def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
     _check_x(x, in_features)
     s, N = check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, x.device)
     M = x.numel() // in_features
@@ -116,7 +151,9 @@ def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_siz
     args = (s.id, N, in_features, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(zeros), _ptr(b),
             x.data_ptr(), _DTYPE_IDS[x.dtype], M, y.data_ptr(), _DTYPE_IDS[y.dtype])
     if x.device.type == "cpu":
-        _C.linear(*args)
+        if cpu_layout is not None:
+            _check_layout(cpu_layout, s, N, in_features, group_size)
+        _C.linear(*args, _ptr(cpu_layout))
     elif x.device.type == "cuda":
         if not _C.CUDA_COMPILED:
             raise RuntimeError("lowbit was built without CUDA kernels; reinstall with nvcc on PATH "
@@ -129,14 +166,14 @@ def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_siz
 
 
 @_linear_op.register_fake
-def _(x, qweight, scales, zeros, bias, scheme, in_features, group_size):
+def _(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
     _check_x(x, in_features)
     _, N = check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, x.device)
     return x.new_empty(*x.shape[:-1], N)
 
 
 def _linear_setup_context(ctx, inputs, output):
-    x, qweight, scales, zeros, bias, scheme, in_features, group_size = inputs
+    x, qweight, scales, zeros, bias, scheme, in_features, group_size, _ = inputs
     ctx.save_for_backward(qweight, scales, zeros)
     ctx.meta = (scheme, in_features, group_size, x.dtype, bias is not None)
 
@@ -153,7 +190,7 @@ def _linear_backward(ctx, grad):
         W = dequantize(qweight, scales, zeros, scheme, K, gs)
         gx = (grad.float() @ W).to(dtype)
     gb = grad.reshape(-1, grad.shape[-1]).sum(0) if has_bias and ctx.needs_input_grad[4] else None
-    return gx, None, None, None, gb, None, None, None
+    return gx, None, None, None, gb, None, None, None, None
 
 
 _linear_op.register_autograd(_linear_backward, setup_context=_linear_setup_context)

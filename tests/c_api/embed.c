@@ -72,6 +72,25 @@ static void test_w4a16_float(void) {
       for (int k = 0; k < K; ++k) ref += x[m * K + k] * 0.5 * ((int)codes[n * K + k] - zeros[n * G + k / GS]);
       CHECK(fabs(y[m * N + n] - ref) <= 1e-5 * (1 + fabs(ref)), "y[%d,%d] = %f, want %f", m, n, y[m * N + n], ref);
     }
+  /* The same weight through its CPU layout (prepack): the same results, one token at a time. */
+  const int64_t nl = lowbit_cpu_layout_bytes(&w);
+  CHECK(nl > 0, "w4a16 has a CPU layout");
+  uint8_t *layout = (uint8_t *)malloc((size_t)nl);
+  CHECK(lowbit_prepack_cpu(&w, layout, nl - 1) == LOWBIT_ERR_SIZE, "wrong layout size accepted");
+  CHECK(lowbit_prepack_cpu(&w, layout, nl) == LOWBIT_OK, "%s", lowbit_last_error());
+  w.cpu_layout = layout;
+  float y1[N];
+  for (int m = 0; m < M; ++m) {
+    CHECK(lowbit_linear(&w, x + m * K, LOWBIT_F32, 1, y1, LOWBIT_F32) == LOWBIT_OK, "%s", lowbit_last_error());
+    for (int n = 0; n < N; ++n)
+      CHECK(fabs(y1[n] - y[m * N + n]) <= 1e-5 * (1 + fabs(y[m * N + n])), "layout y[%d,%d] = %f, want %f", m, n,
+            y1[n], y[m * N + n]);
+  }
+  free(layout);
+  lowbit_weight w8 = {LOWBIT_W4A8, N, K, K, packed, scales, NULL, NULL};
+  CHECK(lowbit_cpu_layout_bytes(&w8) == 0, "w4a8 has no CPU layout");
+  w8.cpu_layout = packed;
+  CHECK(lowbit_linear(&w8, x, LOWBIT_F32, 1, y1, LOWBIT_F32) == LOWBIT_ERR_SCHEME, "a layout for w4a8 accepted");
 }
 
 /* Bad arguments: a status code and a message, never a crash. */

@@ -50,6 +50,7 @@ void static_act_via_weight_only(const lowbit_weight &w, const float *x, int64_t 
   lowbit_weight twin = w;
   twin.scheme = si.wbits == 4 ? LOWBIT_W4A16 : LOWBIT_W3A16;
   twin.zeros = zeros.data();
+  twin.cpu_layout = nullptr;  // the layout of w (if any) holds the integer codes' order, not these
   WeightOnly(twin, xd.data(), M, y);
 }
 

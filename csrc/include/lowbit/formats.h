@@ -123,6 +123,49 @@ inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
 }
 
 // Signed integer value of a code for the integer and add-only schemes.
+// ---- CPU layout (lowbit_prepack_cpu) -------------------------------------------------------
+//
+// For the AVX-512 VNNI GEMV of w4a16/w3a16 (cpu/avx512/weight_only_vnni.cpp): vector lanes are
+// rows, so 16 rows are interleaved word by word. Rows are taken in tiles of 16 (the last
+// tile padded with code 0, scale 0); a tile is
+//   codes  [nb blocks][b words][16 rows] uint32   (b = 4 or 3 words per block of 32 codes)
+//   scales [G][16 rows] binary16
+//   zeros  [G][16 rows] uint8
+// and the tiles follow one another (one contiguous stream per tile). Byte i (0..3) of a word:
+//   4 bits, word j:  c[8j+i] | c[8j+4+i] << 4       -> AND / shift+AND: codes 8j..8j+3, 8j+4..8j+7
+//   3 bits, word P:  c[i]    | c[4+i]  << 3 | (c[24+i] & 3) << 6
+//           word Q:  c[8+i]  | c[12+i] << 3 | (c[24+i] >> 2) << 6 | (c[28+i] >> 2) << 7
+//           word R:  c[16+i] | c[20+i] << 3 | (c[28+i] & 3) << 6
+// so every group of 4 consecutive codes becomes one byte per code (the unsigned VNNI operand)
+// in 1-4 instructions per 16 rows. Same bytes as canonical, in another order.
+constexpr int64_t kLayoutRows = 16;
+
+inline bool has_cpu_layout(lowbit_scheme s) { return s == LOWBIT_W4A16 || s == LOWBIT_W3A16; }
+
+struct CpuLayout {
+  int64_t tiles, nb, G, words;
+  CpuLayout(lowbit_scheme s, int64_t N, int64_t K, int64_t group_size)
+      : tiles((N + kLayoutRows - 1) / kLayoutRows), nb(padded_k(K) / kBlock),
+        G(num_groups(K, group_size)), words(kSchemes[s].wbits) {}
+  int64_t code_bytes() const { return nb * words * kLayoutRows * 4; }     // per tile
+  int64_t tile_bytes() const { return code_bytes() + G * kLayoutRows * 3; }
+  int64_t bytes() const { return tiles * tile_bytes(); }
+};
+
+// Word w (0..words-1) of a block of 32 codes c[] in the CPU layout.
+inline uint32_t layout_word(const int *c, int bits, int w) {
+  uint32_t word = 0;
+  for (int i = 0; i < 4; ++i) {
+    unsigned byte;
+    if (bits == 4) byte = c[8 * w + i] | c[8 * w + 4 + i] << 4;
+    else if (w == 0) byte = c[i] | c[4 + i] << 3 | (c[24 + i] & 3) << 6;
+    else if (w == 1) byte = c[8 + i] | c[12 + i] << 3 | (c[24 + i] >> 2) << 6 | (c[28 + i] >> 2) << 7;
+    else byte = c[16 + i] | c[20 + i] << 3 | (c[28 + i] & 3) << 6;
+    word |= static_cast<uint32_t>(byte & 0xFF) << (8 * i);
+  }
+  return word;
+}
+
 inline int signed_value(lowbit_scheme s, int u) {
   return s == LOWBIT_BINARY ? 2 * u - 1 : u - kSchemes[s].code_offset;
 }

@@ -57,6 +57,9 @@ typedef enum lowbit_dtype { LOWBIT_F32 = 0, LOWBIT_F16 = 1, LOWBIT_BF16 = 2 } lo
  *   scales:  [N, G] IEEE binary16 bit patterns, G = ceil(K / group_size)
  *   zeros:   [N, G] unsigned codes (w4a16 and w3a16 only; NULL for every other scheme)
  *   bias:    [N] float32, or NULL
+ *   cpu_layout: NULL, or this weight in the CPU layout (lowbit_prepack_cpu) for the kernels
+ *            that read it; it must be kept in step with qweight/scales/zeros by the caller.
+ *            Zero-initialise the struct ({0} in C) and this stays NULL.
  * group_size is a positive multiple of 32, or K itself (one group per row). */
 typedef struct lowbit_weight {
   lowbit_scheme scheme;
@@ -65,6 +68,7 @@ typedef struct lowbit_weight {
   const uint16_t *scales;
   const uint8_t *zeros;
   const float *bias;
+  const uint8_t *cpu_layout;
 } lowbit_weight;
 
 /* Thread-local text of the last failure in this thread ("" if none). */
@@ -120,6 +124,17 @@ lowbit_status lowbit_linear_q(const lowbit_weight *w, const int8_t *q, const flo
 lowbit_status lowbit_linear_static(const lowbit_weight *w, const void *x, lowbit_dtype x_dtype, int64_t M,
                                    const float *act_scale, const int32_t *act_zero, const int32_t *cluster_end,
                                    int64_t C, int abits, void *y, lowbit_dtype y_dtype);
+
+/* The CPU layout ("prepack"): the same codes, scales and zero points rearranged for the
+ * AVX-512 VNNI GEMV (few tokens) of w4a16 and w3a16: rows in tiles of 16, each 32-bit word one
+ * row's 8 (4-bit) or ~10.7 (3-bit) codes, so that one vector holds 16 rows and the group
+ * scales are per lane (docs/formats.md, "CPU layout"). Other schemes have none (size 0).
+ * lowbit_cpu_layout_bytes: its size in bytes, 0 when the scheme has no CPU layout or on bad
+ * input. lowbit_prepack_cpu fills out (out_bytes checked). Kernels without a use for it, and
+ * the GEMM (many tokens), read the canonical arrays: the layout is an addition, never a
+ * replacement. */
+int64_t lowbit_cpu_layout_bytes(const lowbit_weight *w);
+lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t out_bytes);
 
 /* Run-time CPU dispatch. isa: "scalar", "avx2", "avx512"; the best supported is the default,
  * LOWBIT_ISA in the environment picks another at start-up. Setting an ISA the machine lacks

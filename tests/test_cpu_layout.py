@@ -1,0 +1,180 @@
+"""The CPU layout (lowbit_prepack_cpu, docs/formats.md "CPU layout") and the AVX-512 VNNI GEMV
+that reads it (csrc/cpu/avx512/weight_only_vnni.cpp), against the scalar reference.
+
+The layout is checked byte for byte against an independent Python transcription of the spec;
+the kernel on odd shapes, every group-size kind, 1-4 tokens (it serves 1-3 and must hand
+the rest to the float kernel), hard activations (outliers, tiny, denormal, huge, zero, Inf,
+NaN: its fixed point must not break any of them); and QLinear must rebuild the layout when
+its weight changes.
+"""
+import pytest
+import torch
+
+import lowbit
+from lowbit import formats, ops
+from lowbit.nn import QLinear
+
+from test_cpu_isa import check_close, group_sizes, make_weight, run_linear
+
+ISAS = lowbit._C.cpu_isa_supported().split(",")  # the layout must be harmless on every ISA
+LAYOUT_SCHEMES = ["w4a16", "w3a16"]
+
+
+@pytest.fixture(autouse=True)
+def restore_isa():
+    before = lowbit._C.cpu_isa()
+    yield
+    lowbit.set_cpu_isa(before)
+
+
+def test_which_schemes_have_a_layout():
+    for name in formats.SCHEMES:
+        n = ops.cpu_layout_bytes(name, 5, 40, 40)
+        assert (n > 0) == (name in ops.CPU_LAYOUT_SCHEMES) == (name in LAYOUT_SCHEMES), name
+
+
+def spec_layout(codes, scales, zeros, bits, K, gs):
+    """docs/formats.md, "CPU layout", transcribed plainly."""
+    N = codes.shape[0]
+    Kp = (K + 31) // 32 * 32
+    nb, G, T = Kp // 32, formats.num_groups(K, gs), (N + 15) // 16
+    c = torch.zeros(T * 16, Kp, dtype=torch.int64)
+    c[:N, :K] = codes.long()
+    out = bytearray()
+    for t in range(T):
+        for b in range(nb):
+            for j in range(bits):
+                for r in range(16):
+                    x = c[t * 16 + r, b * 32:(b + 1) * 32].tolist()
+                    for i in range(4):
+                        if bits == 4:
+                            byte = x[8 * j + i] | x[8 * j + 4 + i] << 4
+                        elif j == 0:
+                            byte = x[i] | x[4 + i] << 3 | (x[24 + i] & 3) << 6
+                        elif j == 1:
+                            byte = x[8 + i] | x[12 + i] << 3 | (x[24 + i] >> 2) << 6 | (x[28 + i] >> 2) << 7
+                        else:
+                            byte = x[16 + i] | x[20 + i] << 3 | (x[28 + i] & 3) << 6
+                        out.append(byte)
+        sc = torch.zeros(16, G, dtype=torch.float16)
+        zz = torch.zeros(16, G, dtype=torch.uint8)
+        rows = slice(t * 16, min(N, t * 16 + 16))
+        sc[: rows.stop - rows.start] = scales[rows]
+        zz[: rows.stop - rows.start] = zeros[rows]
+        out += sc.T.contiguous().view(torch.uint8).numpy().tobytes()
+        out += zz.T.contiguous().numpy().tobytes()
+    return bytes(out)
+
+
+@pytest.mark.parametrize("scheme", LAYOUT_SCHEMES)
+@pytest.mark.parametrize("N,K,gs", [(1, 32, 32), (21, 80, 64), (16, 96, 96), (33, 200, 32)])
+def test_layout_bytes_follow_the_spec(scheme, N, K, gs):
+    gen = torch.Generator().manual_seed(N * K)
+    qweight, scales, zeros, _, codes = make_weight(scheme, N, K, gs, gen)
+    layout = ops.prepack_cpu(qweight, scales, zeros, scheme, K, gs)
+    assert layout.dtype == torch.uint8 and layout.numel() == ops.cpu_layout_bytes(scheme, N, K, gs)
+    assert layout.numpy().tobytes() == spec_layout(codes, scales, zeros, formats.SCHEMES[scheme].wbits, K, gs)
+
+
+def linear_with_layout(isa, x, w, scheme, K, gs, layout):
+    lowbit.set_cpu_isa(isa)
+    qweight, scales, zeros, bias, _ = w
+    return ops.linear(x, qweight, scales, zeros, bias, scheme, K, gs, layout)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("scheme", LAYOUT_SCHEMES)
+@pytest.mark.parametrize("K", [32, 100, 576, 1000])
+def test_gemv_with_layout_matches_scalar(isa, scheme, K):
+    gen = torch.Generator().manual_seed(hash((scheme, K, 1)) % 2**31)
+    for N in (1, 16, 45):
+        for gs in group_sizes(K):
+            w = make_weight(scheme, N, K, gs, gen, bias=gs != 64)
+            layout = ops.prepack_cpu(w[0], w[1], w[2], scheme, K, gs)
+            for M in (1, 2, 3, 4):
+                x = torch.randn(M, K, generator=gen)
+                ref = run_linear("scalar", x, w, scheme, K, gs)
+                got = linear_with_layout(isa, x, w, scheme, K, gs, layout)
+                check_close(scheme, got, ref, x, w, K, gs)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("scheme", LAYOUT_SCHEMES)
+@pytest.mark.parametrize("K", [1000, 4096])
+def test_gemv_with_layout_hard_activations(isa, scheme, K):
+    """One token at a time and in pairs (the VNNI kernel's cases): a 1e4 outlier, all-positive
+    values, tiny (1e-30), denormal (1e-41) and huge (1e30) tokens, half zeros, all zeros; an Inf
+    or NaN makes exactly that token's outputs non-finite (the call falls back to floats)."""
+    gen = torch.Generator().manual_seed(K + 1)
+    N = 29
+    for gs in (128, K):
+        w = make_weight(scheme, N, K, gs, gen)
+        layout = ops.prepack_cpu(w[0], w[1], w[2], scheme, K, gs)
+        x = torch.randn(8, K, generator=gen)
+        x[0, 7] = 1e4
+        x[1] = x[1].abs() + 1.0
+        x[2] *= 1e-30
+        x[3, : K // 2] = 0.0
+        x[4] = 0.0
+        x[5] *= 1e30
+        x[6] *= 1e-41
+        for rows in ([0], [1], [2], [3], [4], [5], [6], [0, 1], [2, 5], [3, 4, 6]):
+            xs = x[rows]
+            ref = run_linear("scalar", xs, w, scheme, K, gs)
+            got = linear_with_layout(isa, xs, w, scheme, K, gs, layout)
+            if rows == [6]:  # denormal inputs: both are ~1e-41 * |w|; compare absolutely
+                assert (got - ref).abs().max() < 1e-40
+                continue
+            check_close(scheme, got, ref, xs, w, K, gs)
+        x[7, 3] = float("inf")
+        got = linear_with_layout(isa, x[[0, 7]], w, scheme, K, gs, layout)
+        assert torch.isfinite(got[0]).all() and not torch.isfinite(got[1]).any()
+        x[7, 3] = float("nan")
+        got = linear_with_layout(isa, x[[7]], w, scheme, K, gs, layout)
+        assert torch.isnan(got).all()
+
+
+def test_bad_layouts_raise():
+    gen = torch.Generator().manual_seed(0)
+    w = make_weight("w4a16", 20, 64, 32, gen)
+    x = torch.randn(1, 64)
+    layout = ops.prepack_cpu(w[0], w[1], w[2], "w4a16", 64, 32)
+    with pytest.raises(ValueError, match="expected .* bytes"):
+        ops.linear(x, *w[:4], "w4a16", 64, 32, layout[:-1])
+    with pytest.raises(TypeError, match="cpu_layout: expected dtype uint8"):
+        ops.linear(x, *w[:4], "w4a16", 64, 32, layout.to(torch.int8))
+    w8 = make_weight("w4a8", 20, 64, 32, gen)
+    assert ops.prepack_cpu(w8[0], w8[1], None, "w4a8", 64, 32) is None
+    with pytest.raises(ValueError, match="no CPU layout"):
+        ops.linear(x, w8[0], w8[1], None, w8[3], "w4a8", 64, 32, layout)
+    with pytest.raises(ValueError, match="lowbit: out has 3 bytes"):
+        lowbit._C.prepack_cpu(formats.SCHEMES["w4a16"].id, 20, 64, 32, w[0].data_ptr(), w[1].data_ptr(),
+                              w[2].data_ptr(), layout.data_ptr(), 3)
+    with pytest.raises(ValueError, match="has no CPU layout"):
+        lowbit._C.prepack_cpu(formats.SCHEMES["w4a8"].id, 20, 64, 32, w8[0].data_ptr(), w8[1].data_ptr(), 0,
+                              layout.data_ptr(), layout.numel())
+
+
+@pytest.mark.parametrize("scheme", LAYOUT_SCHEMES)
+def test_qlinear_builds_and_refreshes_its_layout(scheme):
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(96, 40)
+    q = QLinear.from_linear(lin, scheme, group_size=32)
+    x = torch.randn(1, 96)
+
+    def expect():
+        return x.double() @ q.dequantize().double().T + q.bias.double()
+
+    with torch.no_grad():
+        torch.testing.assert_close(q(x).double(), expect(), rtol=1e-5, atol=1e-5)
+        key, layout = q._cpu_layout
+        assert layout.numel() == ops.cpu_layout_bytes(scheme, 40, 96, 32)
+        assert "_cpu_layout" not in q.state_dict() and all("layout" not in k for k in q.state_dict())
+        q(x)
+        assert q._cpu_layout[1] is layout  # reused while nothing changed
+        q.scales.mul_(2.0)  # written in place: the version counter moves
+        torch.testing.assert_close(q(x).double(), expect(), rtol=1e-5, atol=1e-5)
+        other = QLinear.from_linear(torch.nn.Linear(96, 40), scheme, group_size=32)
+        q.load_state_dict(other.state_dict())
+        torch.testing.assert_close(q(x).double(), expect(), rtol=1e-5, atol=1e-5)
+        assert q._cpu_layout[1] is not layout
