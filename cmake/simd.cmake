@@ -22,7 +22,7 @@ set(LOWBIT_AVX2_SOURCES
 set(LOWBIT_AVX512_SOURCES
   csrc/cpu/avx512/table.cpp
   csrc/cpu/avx512/weight_only.cpp
-  csrc/cpu/avx512/weight_only_vnni.cpp
+  csrc/cpu/avx512/layout_gemv.cpp
   csrc/cpu/avx512/integer.cpp
   csrc/cpu/avx512/addonly.cpp
   csrc/cpu/avx512/quantize_act.cpp)

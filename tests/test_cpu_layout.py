@@ -1,11 +1,11 @@
 """The CPU layout (lowbit_prepack_cpu, docs/formats.md "CPU layout") and the AVX-512 VNNI GEMV
-that reads it (csrc/cpu/avx512/weight_only_vnni.cpp), against the scalar reference.
+that reads it (csrc/cpu/avx512/layout_gemv.cpp), against the scalar reference.
 
 The layout is checked byte for byte against an independent Python transcription of the spec;
 the kernel on odd shapes, every group-size kind, 1-4 tokens (it serves 1-3 and must hand
-the rest to the float kernel), hard activations (outliers, tiny, denormal, huge, zero, Inf,
-NaN: its fixed point must not break any of them); and QLinear must rebuild the layout when
-its weight changes.
+the rest to the other kernels), bit-exact for the integer schemes, and for w4a16/w3a16 on
+hard activations (outliers, tiny, denormal, huge, zero, Inf, NaN: its fixed point must not
+break any of them); and QLinear must rebuild the layout when its weight changes.
 """
 import pytest
 import torch
@@ -17,7 +17,8 @@ from lowbit.nn import QLinear
 from test_cpu_isa import check_close, group_sizes, make_weight, run_linear
 
 ISAS = lowbit._C.cpu_isa_supported().split(",")  # the layout must be harmless on every ISA
-LAYOUT_SCHEMES = ["w4a16", "w3a16"]
+LAYOUT_SCHEMES = ["w4a16", "w3a16", "w4a8", "w4a4", "w3a3"]  # the 4- and 3-bit ones
+WEIGHT_ONLY = ["w4a16", "w3a16"]
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +35,7 @@ def test_which_schemes_have_a_layout():
 
 
 def spec_layout(codes, scales, zeros, bits, K, gs):
-    """docs/formats.md, "CPU layout", transcribed plainly."""
+    """docs/formats.md, "CPU layout", transcribed plainly (zeros None: no zero-point part)."""
     N = codes.shape[0]
     Kp = (K + 31) // 32 * 32
     nb, G, T = Kp // 32, formats.num_groups(K, gs), (N + 15) // 16
@@ -60,9 +61,10 @@ def spec_layout(codes, scales, zeros, bits, K, gs):
         zz = torch.zeros(16, G, dtype=torch.uint8)
         rows = slice(t * 16, min(N, t * 16 + 16))
         sc[: rows.stop - rows.start] = scales[rows]
-        zz[: rows.stop - rows.start] = zeros[rows]
         out += sc.T.contiguous().view(torch.uint8).numpy().tobytes()
-        out += zz.T.contiguous().numpy().tobytes()
+        if zeros is not None:
+            zz[: rows.stop - rows.start] = zeros[rows]
+            out += zz.T.contiguous().numpy().tobytes()
     return bytes(out)
 
 
@@ -99,7 +101,7 @@ def test_gemv_with_layout_matches_scalar(isa, scheme, K):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("scheme", LAYOUT_SCHEMES)
+@pytest.mark.parametrize("scheme", WEIGHT_ONLY)
 @pytest.mark.parametrize("K", [1000, 4096])
 def test_gemv_with_layout_hard_activations(isa, scheme, K):
     """One token at a time and in pairs (the VNNI kernel's cases): a 1e4 outlier, all-positive
@@ -144,37 +146,40 @@ def test_bad_layouts_raise():
     with pytest.raises(TypeError, match="cpu_layout: expected dtype uint8"):
         ops.linear(x, *w[:4], "w4a16", 64, 32, layout.to(torch.int8))
     w8 = make_weight("w4a8", 20, 64, 32, gen)
-    assert ops.prepack_cpu(w8[0], w8[1], None, "w4a8", 64, 32) is None
+    with pytest.raises(ValueError, match="expected .* bytes"):  # w4a8's layout has no zero points
+        ops.linear(x, *w8[:4], "w4a8", 64, 32, layout)
+    wt = make_weight("ternary", 20, 64, 32, gen)
+    assert ops.prepack_cpu(wt[0], wt[1], None, "ternary", 64, 32) is None
     with pytest.raises(ValueError, match="no CPU layout"):
-        ops.linear(x, w8[0], w8[1], None, w8[3], "w4a8", 64, 32, layout)
+        ops.linear(x, wt[0], wt[1], None, wt[3], "ternary", 64, 32, layout)
     with pytest.raises(ValueError, match="lowbit: out has 3 bytes"):
         lowbit._C.prepack_cpu(formats.SCHEMES["w4a16"].id, 20, 64, 32, w[0].data_ptr(), w[1].data_ptr(),
                               w[2].data_ptr(), layout.data_ptr(), 3)
     with pytest.raises(ValueError, match="has no CPU layout"):
-        lowbit._C.prepack_cpu(formats.SCHEMES["w4a8"].id, 20, 64, 32, w8[0].data_ptr(), w8[1].data_ptr(), 0,
+        lowbit._C.prepack_cpu(formats.SCHEMES["ternary"].id, 20, 64, 32, wt[0].data_ptr(), wt[1].data_ptr(), 0,
                               layout.data_ptr(), layout.numel())
 
 
-@pytest.mark.parametrize("scheme", LAYOUT_SCHEMES)
+@pytest.mark.parametrize("scheme", WEIGHT_ONLY + ["w4a8"])
 def test_qlinear_builds_and_refreshes_its_layout(scheme):
     torch.manual_seed(0)
     lin = torch.nn.Linear(96, 40)
     q = QLinear.from_linear(lin, scheme, group_size=32)
     x = torch.randn(1, 96)
 
-    def expect():
-        return x.double() @ q.dequantize().double().T + q.bias.double()
+    def expect():  # the canonical format, no layout
+        return ops.linear(x, q.qweight, q.scales, q.zeros, q.bias, scheme, 96, 32)
 
     with torch.no_grad():
-        torch.testing.assert_close(q(x).double(), expect(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(q(x), expect(), rtol=1e-5, atol=1e-5)
         key, layout = q._cpu_layout
         assert layout.numel() == ops.cpu_layout_bytes(scheme, 40, 96, 32)
         assert "_cpu_layout" not in q.state_dict() and all("layout" not in k for k in q.state_dict())
         q(x)
         assert q._cpu_layout[1] is layout  # reused while nothing changed
         q.scales.mul_(2.0)  # written in place: the version counter moves
-        torch.testing.assert_close(q(x).double(), expect(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(q(x), expect(), rtol=1e-5, atol=1e-5)
         other = QLinear.from_linear(torch.nn.Linear(96, 40), scheme, group_size=32)
         q.load_state_dict(other.state_dict())
-        torch.testing.assert_close(q(x).double(), expect(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(q(x), expect(), rtol=1e-5, atol=1e-5)
         assert q._cpu_layout[1] is not layout

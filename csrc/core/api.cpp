@@ -151,7 +151,8 @@ int64_t lowbit_cpu_layout_bytes(const lowbit_weight *w) {
 lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t out_bytes) {
   if (lowbit_status st = check_weight(w)) return st;
   if (!has_cpu_layout(w->scheme))
-    return fail(LOWBIT_ERR_SCHEME, "scheme %s has no CPU layout (w4a16 and w3a16 have one)", kSchemes[w->scheme].name);
+    return fail(LOWBIT_ERR_SCHEME, "scheme %s has no CPU layout (its add-only kernels read the canonical format)",
+                kSchemes[w->scheme].name);
   if (!out) return fail(LOWBIT_ERR_NULL, "out is NULL");
   const CpuLayout L(w->scheme, w->N, w->K, w->group_size);
   if (out_bytes != L.bytes())
@@ -176,7 +177,7 @@ lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t o
         }
       for (int64_t g = 0; g < L.G; ++g) {
         scales[g * kLayoutRows + r] = n < w->N ? w->scales[n * L.G + g] : 0;
-        zeros[g * kLayoutRows + r] = n < w->N ? w->zeros[n * L.G + g] : 0;
+        if (L.zeros) zeros[g * kLayoutRows + r] = n < w->N ? w->zeros[n * L.G + g] : 0;
       }
     }
   }

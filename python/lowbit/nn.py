@@ -71,19 +71,19 @@ class QLinear(nn.Module):
                           self.scheme, self.in_features, self.kernel_group_size, self._cpu_layout_for(x))
 
     def _cpu_layout_for(self, x: torch.Tensor) -> "torch.Tensor | None":
-        """The weight in the CPU layout (ops.prepack_cpu; w4a16/w3a16 only), which the AVX-512
-        VNNI kernel reads for 1-3 tokens: built on the first CPU call and rebuilt whenever
+        """The weight in the CPU layout (ops.prepack_cpu; the 4- and 3-bit schemes), which
+        the AVX-512 VNNI kernels read for 1-3 tokens: built on the first CPU call and rebuilt whenever
         qweight, scales or zeros changed (moved, reloaded or written in place: their storage or
         version counter differs). It is a plain attribute, not a buffer, so it is neither saved
-        nor moved by .to(). It holds the same bytes as the packed weight, so a w4a16/w3a16 layer
-        run on a CPU keeps its weights twice. Under torch.compile no layout is used (the version
+        nor moved by .to(). It holds the same bytes as the packed weight, so a layer run on a
+        CPU keeps its packed weights twice. Under torch.compile no layout is used (the version
         check cannot run inside a graph) and the float kernel serves every call."""
         if torch.compiler.is_compiling():
             return None
         if x.device.type != "cpu" or self.qweight.device.type != "cpu" or self.scheme not in ops.CPU_LAYOUT_SCHEMES:
             return None
         tensors = (self.qweight, self.scales, self.zeros)
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        key = tuple((t.data_ptr(), t._version) for t in tensors if t is not None)
         cached = getattr(self, "_cpu_layout", None)
         if cached is None or cached[0] != key:
             with torch.no_grad():

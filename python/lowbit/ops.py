@@ -95,8 +95,8 @@ def _eager(*tensors) -> bool:
 
 def linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
     """y = x @ dequant(W)^T + bias in the scheme's own arithmetic; any leading dims on x.
-    cpu_layout: None, or prepack_cpu() of this very weight (w4a16/w3a16), which the CPU kernels
-    use for 1-3 tokens (nothing checks that it matches: rebuild it when the weight changes).
+    cpu_layout: None, or prepack_cpu() of this very weight (the 4- and 3-bit schemes), which the
+    AVX-512 kernels use for 1-3 tokens (nothing checks that it matches: rebuild it when the weight changes).
     torch.ops.lowbit.linear, called directly when nothing traces or differentiates (_eager)."""
     if _eager(x, scales, bias):
         return _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout)
@@ -111,18 +111,19 @@ def _linear_op(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
 
 
 # The schemes with a CPU layout (lowbit_cpu_layout_bytes > 0; tests/test_cpu_layout.py checks).
-CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16")
+CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16", "w4a8", "w4a4", "w3a3")
 
 
 def cpu_layout_bytes(scheme, out_features, in_features, group_size) -> int:
-    """Bytes of the CPU layout of a weight; 0 for schemes without one (all but w4a16/w3a16)."""
+    """Bytes of the CPU layout of a weight; 0 for schemes without one (w8a8, ternary, binary)."""
     return _C.cpu_layout_bytes(get_scheme(scheme).id, out_features, in_features, group_size)
 
 
 def prepack_cpu(qweight, scales, zeros, scheme, in_features, group_size):
     """The CPU layout of a packed weight (uint8 tensor, docs/formats.md "CPU layout"), or None
-    for schemes without one. The same bytes as qweight + scales + zeros, rows interleaved in
-    16s for the AVX-512 VNNI GEMV; QLinear builds and refreshes it by itself."""
+    for schemes without one (w8a8, ternary, binary). The same bytes as qweight + scales + zeros, rows
+    interleaved in 16s for the AVX-512 VNNI GEMV of 1-3 tokens; QLinear builds and refreshes it
+    by itself."""
     s, N = check_weight(qweight, scales, zeros, None, scheme, in_features, group_size, torch.device("cpu"))
     n = _C.cpu_layout_bytes(s.id, N, in_features, group_size)
     if n == 0:

@@ -174,7 +174,10 @@ void gemv(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M
 
 }  // namespace
 
+bool integer_layout(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y);  // layout_gemv.cpp
+
 void integer(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
+  if (integer_layout(w, q, scale, M, y)) return;  // few tokens and a CPU layout
   if (M < kGemvMaxM) {
     const int bits = scheme_info(w.scheme).wbits;
     if (bits == 8) gemv<8>(w, q, scale, M, y);

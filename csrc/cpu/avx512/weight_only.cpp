@@ -343,10 +343,10 @@ void run(const lowbit_weight &w, const float *x, int64_t M, float *y) {
 
 }  // namespace
 
-bool weight_only_vnni(const lowbit_weight &w, const float *x, int64_t M, float *y);  // weight_only_vnni.cpp
+bool weight_only_layout(const lowbit_weight &w, const float *x, int64_t M, float *y);  // layout_gemv.cpp
 
 void weight_only(const lowbit_weight &w, const float *x, int64_t M, float *y) {
-  if (weight_only_vnni(w, x, M, y)) return;  // few tokens and a CPU layout
+  if (weight_only_layout(w, x, M, y)) return;  // few tokens and a CPU layout
   if (w.scheme == LOWBIT_W4A16) run<4>(w, x, M, y);
   else run<3>(w, x, M, y);
 }

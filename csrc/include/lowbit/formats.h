@@ -125,12 +125,13 @@ inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
 // Signed integer value of a code for the integer and add-only schemes.
 // ---- CPU layout (lowbit_prepack_cpu) -------------------------------------------------------
 //
-// For the AVX-512 VNNI GEMV of w4a16/w3a16 (cpu/avx512/weight_only_vnni.cpp): vector lanes are
-// rows, so 16 rows are interleaved word by word. Rows are taken in tiles of 16 (the last
-// tile padded with code 0, scale 0); a tile is
+// For the AVX-512 VNNI GEMV of few tokens (cpu/avx512/layout_gemv.cpp): vector lanes are rows,
+// so 16 rows are interleaved word by word. The 4- and 3-bit schemes have it (w8a8's canonical
+// rows already stream at ~80% of DRAM bandwidth, and through this layout it measured slower;
+// ternary/binary run add-only kernels on the canonical format). Rows are taken in tiles of 16 (the last tile padded with code 0, scale 0, zero 0); a tile is
 //   codes  [nb blocks][b words][16 rows] uint32   (b = 4 or 3 words per block of 32 codes)
 //   scales [G][16 rows] binary16
-//   zeros  [G][16 rows] uint8
+//   zeros  [G][16 rows] uint8                     (w4a16 / w3a16 only)
 // and the tiles follow one another (one contiguous stream per tile). Byte i (0..3) of a word:
 //   4 bits, word j:  c[8j+i] | c[8j+4+i] << 4       -> AND / shift+AND: codes 8j..8j+3, 8j+4..8j+7
 //   3 bits, word P:  c[i]    | c[4+i]  << 3 | (c[24+i] & 3) << 6
@@ -140,15 +141,18 @@ inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
 // in 1-4 instructions per 16 rows. Same bytes as canonical, in another order.
 constexpr int64_t kLayoutRows = 16;
 
-inline bool has_cpu_layout(lowbit_scheme s) { return s == LOWBIT_W4A16 || s == LOWBIT_W3A16; }
+inline bool has_cpu_layout(lowbit_scheme s) {
+  return kSchemes[s].compute != Compute::AddOnly && (kSchemes[s].wbits == 4 || kSchemes[s].wbits == 3);
+}
 
 struct CpuLayout {
   int64_t tiles, nb, G, words;
+  bool zeros;
   CpuLayout(lowbit_scheme s, int64_t N, int64_t K, int64_t group_size)
       : tiles((N + kLayoutRows - 1) / kLayoutRows), nb(padded_k(K) / kBlock),
-        G(num_groups(K, group_size)), words(kSchemes[s].wbits) {}
+        G(num_groups(K, group_size)), words(kSchemes[s].wbits), zeros(kSchemes[s].has_zeros) {}
   int64_t code_bytes() const { return nb * words * kLayoutRows * 4; }     // per tile
-  int64_t tile_bytes() const { return code_bytes() + G * kLayoutRows * 3; }
+  int64_t tile_bytes() const { return code_bytes() + G * kLayoutRows * (zeros ? 3 : 2); }
   int64_t bytes() const { return tiles * tile_bytes(); }
 };
 

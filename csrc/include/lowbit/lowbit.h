@@ -126,13 +126,12 @@ lowbit_status lowbit_linear_static(const lowbit_weight *w, const void *x, lowbit
                                    int64_t C, int abits, void *y, lowbit_dtype y_dtype);
 
 /* The CPU layout ("prepack"): the same codes, scales and zero points rearranged for the
- * AVX-512 VNNI GEMV (few tokens) of w4a16 and w3a16: rows in tiles of 16, each 32-bit word one
- * row's 8 (4-bit) or ~10.7 (3-bit) codes, so that one vector holds 16 rows and the group
- * scales are per lane (docs/formats.md, "CPU layout"). Other schemes have none (size 0).
+ * AVX-512 VNNI GEMV of few tokens (1-3): rows in tiles of 16, each 32-bit word 8 (4-bit) or
+ * 10.7 (3-bit) codes of one row, so that one vector holds 16 rows and the group scales are per lane
+ * (docs/formats.md, "CPU layout"). The 4- and 3-bit schemes have one (w4a16, w3a16, w4a8, w4a4, w3a3).
  * lowbit_cpu_layout_bytes: its size in bytes, 0 when the scheme has no CPU layout or on bad
- * input. lowbit_prepack_cpu fills out (out_bytes checked). Kernels without a use for it, and
- * the GEMM (many tokens), read the canonical arrays: the layout is an addition, never a
- * replacement. */
+ * input. lowbit_prepack_cpu fills out (out_bytes checked). Kernels without a use for it (other
+ * ISAs, more tokens) read the canonical arrays: the layout is an addition, never a replacement. */
 int64_t lowbit_cpu_layout_bytes(const lowbit_weight *w);
 lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t out_bytes);
 

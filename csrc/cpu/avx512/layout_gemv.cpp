@@ -1,0 +1,288 @@
+// AVX-512 VNNI GEMV (few tokens) on the CPU layout (lowbit_prepack_cpu, docs/formats.md):
+// w4a16 / w3a16 through exact integer digit planes of the float activations, and the integer
+// schemes w4a8 / w4a4 / w3a3 on their int8 activation codes.
+//
+// Lanes are rows (the layout interleaves 16 rows word by word): one vector is 4 consecutive
+// codes of 16 rows, the 4 matching activation bytes are broadcast (an embedded {1to16}
+// memory operand of vpdpbusd), so group scales and zero points are per lane and no
+// horizontal sum is needed, and each tile of 16 rows is one sequential stream.
+//
+// Why integers for float activations (w4a16/w3a16): the float kernel (weight_only.cpp) spends
+// a shift, a table lookup and an FMA on every 16 weights, 23 (4-bit) and 39 (3-bit) cycles per
+// 128 weights of a row on Zen 4 — slower than memory. vpdpbusd does 64 multiply-adds in one
+// instruction. So each token's activations become exact fixed point, X[k] = x[k] * 2^(30-e)
+// rounded to an integer (max |x| < 2^e; |X| <= 2^30, the rounding 2^-31 of max |x|, far below
+// float32's own rounding of the reference's products), written as four signed int8 digit
+// planes X = d0 + 2^8 d1 + 2^16 d2 + 2^24 d3. Per plane and group the dot products with the
+// unsigned codes u are exact int32 sums; the zero point is taken off exactly in integers,
+// sum u d - zero * sum d, and only then do the four planes meet in float:
+//   y[n] = 2^(e-30) * sum_g scale[n,g] * sum_p 2^(8p) * (sum_k u[n,k] d_p[k] - zero[n,g] sum_k d_p[k]).
+// Tokens with a NaN or Inf activation have no fixed point: the call falls back to the float
+// kernel. Per 32 codes and 16 rows: 32 vpdpbusd plus 12 (4-bit) or 17 (3-bit) instructions to
+// turn the words into bytes.
+//
+// The integer schemes need one plane, their int8 codes: dot = sum u q - offset * sum q,
+// exact, and the float epilogue is the scalar reference's, operation for operation
+// (acc += wscale * dot per group; y = acc * xscale + bias), so the results are bit-identical.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/common/tiling.h"
+
+namespace lowbit::avx512 {
+namespace {
+
+constexpr int kDigitPlanes = 4;
+
+// Per token: P int8 planes [P][Kp] (zero past K), per group and plane their sums, and the
+// output factor: 2^(e-30) as two halves (either alone may underflow for tiny x) for digit
+// planes, the activation scale (f0) for integer codes.
+struct TokenPlanes {
+  int8_t *d;
+  int32_t *gsum;  // [G][P]
+  float f0, f1;
+};
+
+// false if x has a NaN or an Inf.
+bool make_digits(const float *x, int64_t K, int64_t Kp, int64_t gs, int64_t G, TokenPlanes &t) {
+  float mx = 0.0f;
+  for (int64_t k = 0; k < K; ++k) {
+    if (!std::isfinite(x[k])) return false;
+    mx = std::max(mx, std::fabs(x[k]));
+  }
+  int e = 0;
+  if (mx > 0.0f) std::frexp(mx, &e);  // mx < 2^e
+  const int sh = 30 - e;
+  t.f0 = std::ldexp(1.0f, -sh / 2);
+  t.f1 = std::ldexp(1.0f, -sh + sh / 2);
+  std::memset(t.d, 0, static_cast<size_t>(kDigitPlanes * Kp));
+  std::memset(t.gsum, 0, sizeof(int32_t) * static_cast<size_t>(G * kDigitPlanes));
+  int64_t k = 0;
+  if (sh <= 126) {  // 2^sh is a float: scale 16 at a time (exact: a power of two)
+    const __m512 m = _mm512_set1_ps(std::ldexp(1.0f, sh));
+    for (; k + 16 <= K; k += 16) {
+      __m512i X = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + k), m));  // round to nearest even
+      int32_t *gsum = t.gsum + (k / gs) * kDigitPlanes;  // gs is a multiple of 32: one group
+      for (int p = 0; p < kDigitPlanes; ++p) {
+        const __m512i d = _mm512_srai_epi32(_mm512_slli_epi32(X, 24), 24);  // low byte, signed
+        X = _mm512_srai_epi32(_mm512_sub_epi32(X, d), 8);
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(t.d + p * Kp + k), _mm512_cvtepi32_epi8(d));
+        gsum[p] += _mm512_reduce_add_epi32(d);
+      }
+    }
+  }
+  for (; k < K; ++k) {  // the tail, and every element when 2^sh overflows a float (max |x| < 2^-96)
+    int64_t X = std::llrint(std::ldexp(static_cast<double>(x[k]), sh));
+    for (int p = 0; p < kDigitPlanes; ++p) {
+      const int8_t d = static_cast<int8_t>(static_cast<uint8_t>(X & 0xFF));
+      X = (X - d) / 256;
+      t.d[p * Kp + k] = d;
+      t.gsum[(k / gs) * kDigitPlanes + p] += d;
+    }
+  }
+  return true;
+}
+
+// Integer codes: the one plane is q itself (zero past K), with its group sums.
+void stage_codes(const int8_t *q, float scale, int64_t K, int64_t Kp, int64_t gs, int64_t G, TokenPlanes &t) {
+  std::memcpy(t.d, q, static_cast<size_t>(K));
+  std::memset(t.d + K, 0, static_cast<size_t>(Kp - K));
+  for (int64_t g = 0; g < G; ++g) {
+    int32_t sum = 0;
+    for (int64_t k = g * gs; k < std::min(K, (g + 1) * gs); ++k) sum += q[k];
+    t.gsum[g] = sum;
+  }
+  t.f0 = scale;
+  t.f1 = 1.0f;
+}
+
+// The 8 byte vectors of one block of a tile: u[q] = codes 4q..4q+3 of the block for 16 rows.
+template <int kBits>
+inline void decode_block(const uint8_t *blk, __m512i u[8]) {
+  const __m512i m3 = _mm512_set1_epi32(0x03030303), m7 = _mm512_set1_epi32(0x07070707);
+  if (kBits == 4) {
+    const __m512i m15 = _mm512_set1_epi32(0x0F0F0F0F);
+    LOWBIT_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      const __m512i v = _mm512_loadu_si512(blk + 64 * j);
+      u[2 * j] = _mm512_and_si512(v, m15);
+      u[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi32(v, 4), m15);
+    }
+  } else {
+    const __m512i P = _mm512_loadu_si512(blk), Q = _mm512_loadu_si512(blk + 64), R = _mm512_loadu_si512(blk + 128);
+    u[0] = _mm512_and_si512(P, m7);
+    u[1] = _mm512_and_si512(_mm512_srli_epi32(P, 3), m7);
+    u[2] = _mm512_and_si512(Q, m7);
+    u[3] = _mm512_and_si512(_mm512_srli_epi32(Q, 3), m7);
+    u[4] = _mm512_and_si512(R, m7);
+    u[5] = _mm512_and_si512(_mm512_srli_epi32(R, 3), m7);
+    // codes 24..27: bits 0-1 from P's bits 6-7, bit 2 from Q's bit 6; 28..31: R's 6-7, Q's 7.
+    // vpternlogd 0xE4 = (A & C) | (B & ~C) with C = 0x03 per byte; the AND clears bits 3-7.
+    u[6] = _mm512_and_si512(_mm512_ternarylogic_epi32(_mm512_srli_epi32(P, 6), _mm512_srli_epi32(Q, 4), m3, 0xE4), m7);
+    u[7] = _mm512_and_si512(_mm512_ternarylogic_epi32(_mm512_srli_epi32(R, 6), _mm512_srli_epi32(Q, 5), m3, 0xE4), m7);
+  }
+}
+
+// acc += u . broadcast(4 bytes at p), with the broadcast as vpdpbusd's {1to16} memory operand:
+// GCC does not fold _mm512_set1_epi32 into it, and a separate vpbroadcastd costs a vector-pipe
+// slot on Zen 4 (one per vpdpbusd here: it measured 12 instead of ~9 cycles per 128 codes).
+inline __m512i dpbusd_bcast(__m512i acc, __m512i u, const int8_t *p) {
+  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*reinterpret_cast<const int32_t *>(p)));
+  return acc;
+}
+
+// One tile (16 rows) from t, MT tokens from m0; P activation planes (4 digit planes for
+// w4a16/w3a16, 1 for the integer schemes). kSplit accumulator sets (units q % kSplit) keep
+// enough independent vpdpbusd chains in flight when MT * P is small.
+template <int kBits, int P, int MT, int kSplit>
+void tile_gemv(const lowbit_weight &w, const CpuLayout &L, const Geometry &s, const TokenPlanes *tok, int64_t t,
+               int64_t m0, float *y) {
+  const int64_t bpb = kBits * 64;  // bytes of one block of a tile
+  const uint8_t *tile = w.cpu_layout + t * L.tile_bytes();
+  const uint8_t *next = tile + L.tile_bytes();  // prefetched into L2 a tile ahead (see below)
+  const int32_t offset = scheme_info(w.scheme).code_offset;  // integer schemes: q = u - offset
+  __m512 yacc[MT];
+  LOWBIT_UNROLL
+  for (int i = 0; i < MT; ++i) yacc[i] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < s.G; ++g) {
+    __m512i acc[kSplit][MT][P];
+    LOWBIT_UNROLL
+    for (int h = 0; h < kSplit; ++h)
+      LOWBIT_UNROLL
+      for (int i = 0; i < MT; ++i)
+        LOWBIT_UNROLL
+        for (int p = 0; p < P; ++p) acc[h][i][p] = _mm512_setzero_si512();
+    const int64_t b_end = g * s.bpg + s.group_blocks(g);
+    for (int64_t b = g * s.bpg; b < b_end; ++b) {
+      // The hardware prefetchers alone streamed these tiles at ~13 GB/s of 29 (Zen 4 VM);
+      // fetching the same block of the next tile into L2 brought it to ~21 (prefetching 1-16
+      // KiB ahead into L1/L2 did not).
+      LOWBIT_UNROLL
+      for (int l = 0; l < bpb; l += 64) _mm_prefetch(reinterpret_cast<const char *>(next + b * bpb + l), _MM_HINT_T1);
+      __m512i u[8];
+      decode_block<kBits>(tile + b * bpb, u);
+      LOWBIT_UNROLL
+      for (int q = 0; q < 8; ++q)
+        LOWBIT_UNROLL
+        for (int i = 0; i < MT; ++i)
+          LOWBIT_UNROLL
+          for (int p = 0; p < P; ++p)
+            acc[q % kSplit][i][p] = dpbusd_bcast(acc[q % kSplit][i][p], u[q], tok[m0 + i].d + p * s.Kp + b * kBlock + 4 * q);
+    }
+    const uint8_t *sc_p = tile + L.code_bytes() + g * kLayoutRows * 2;
+    const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(sc_p)));
+    LOWBIT_UNROLL
+    for (int i = 0; i < MT; ++i) {
+      const int32_t *dsum = tok[m0 + i].gsum + g * P;
+      auto sum = [&](int p) {
+        __m512i a = acc[0][i][p];
+        LOWBIT_UNROLL
+        for (int h = 1; h < kSplit; ++h) a = _mm512_add_epi32(a, acc[h][i][p]);
+        return a;
+      };
+      if (P == 1) {  // the reference: acc += wscale * (float)dot, dot = sum u q - offset * sum q
+        const __m512i dot = _mm512_sub_epi32(sum(0), _mm512_set1_epi32(offset * dsum[0]));
+        yacc[i] = _mm512_add_ps(yacc[i], _mm512_mul_ps(sc, _mm512_cvtepi32_ps(dot)));
+      } else {
+        const uint8_t *z_p = tile + L.code_bytes() + L.G * kLayoutRows * 2 + g * kLayoutRows;
+        const __m512i z = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(z_p)));
+        auto plane = [&](int p) {  // sum u d_p - zero * sum d_p: exact, |.| <= 128 * 15 * K < 2^31
+          return _mm512_cvtepi32_ps(_mm512_sub_epi32(sum(p), _mm512_mullo_epi32(z, _mm512_set1_epi32(dsum[p]))));
+        };
+        const __m512 c256 = _mm512_set1_ps(256.0f);
+        __m512 f = plane(3);
+        f = _mm512_fmadd_ps(f, c256, plane(2));
+        f = _mm512_fmadd_ps(f, c256, plane(1));
+        f = _mm512_fmadd_ps(f, c256, plane(0));
+        yacc[i] = _mm512_fmadd_ps(f, sc, yacc[i]);
+      }
+    }
+  }
+  const int64_t n0 = t * kLayoutRows;
+  const int nr = static_cast<int>(std::min<int64_t>(kLayoutRows, w.N - n0));
+  const __mmask16 mask = static_cast<__mmask16>((1u << nr) - 1);
+  const __m512 bias = w.bias ? _mm512_maskz_loadu_ps(mask, w.bias + n0) : _mm512_setzero_ps();
+  LOWBIT_UNROLL
+  for (int i = 0; i < MT; ++i) {
+    const TokenPlanes &tp = tok[m0 + i];
+    __m512 v = _mm512_mul_ps(yacc[i], _mm512_set1_ps(tp.f0));
+    if (P > 1) v = _mm512_mul_ps(v, _mm512_set1_ps(tp.f1));
+    _mm512_mask_storeu_ps(y + (m0 + i) * w.N + n0, mask, _mm512_add_ps(v, bias));
+  }
+}
+
+// All tiles for M <= 3 tokens, threads over tiles.
+template <int kBits, int P>
+void run_tiles_layout(const lowbit_weight &w, const Geometry &s, const TokenPlanes *tok, int64_t M, float *y) {
+  const CpuLayout L(w.scheme, w.N, w.K, w.group_size);
+  run_row_ranges(L.tiles, M * w.K * kLayoutRows * P, [&](int64_t t0, int64_t count) {
+    for (int64_t t = t0; t < t0 + count; ++t) switch (M) {
+        case 1: tile_gemv<kBits, P, 1, P == 1 ? 8 : 2>(w, L, s, tok, t, 0, y); break;
+        case 2: tile_gemv<kBits, P, 2, P == 1 ? 4 : 1>(w, L, s, tok, t, 0, y); break;
+        default: tile_gemv<kBits, P, 3, P == 1 ? 2 : 1>(w, L, s, tok, t, 0, y); break;
+      }
+  });
+}
+
+// Up to this many tokens the digit planes win: their cost grows with every token (4 planes
+// x 64 MACs per vpdpbusd = one vpdpbusd per 16 weights and token, like the float kernel's FMA),
+// while the float kernel decodes a weight once for all tokens. Measured on 4096x4096
+// (2026-11-22, Zen 4): 4-bit 1.4x / 1.1x / 0.8x the float kernel's speed at M = 1 / 2 / 3;
+// 3-bit 2.7x / 1.8x / 1.3x / 0.6x at M = 1 / 2 / 3 / 4.
+constexpr int64_t kMaxTokensW4 = 2, kMaxTokensW3 = 3;
+// The integer schemes: one vpdpbusd per 64 weights and token; measured on 4096x4096 at M = 1-3
+// (2026-11-22, Zen 4, a noisy spell): w3a3 1.2-1.5x the canonical GEMV (its bit planes cost
+// more to unpack), w4a8/w4a4 0.9-1.2x (within the noise).
+constexpr int64_t kMaxTokensInt = 3;
+
+template <int kBits>
+bool weight_only_gemv(const lowbit_weight &w, const float *x, int64_t M, float *y) {
+  const Geometry s = make_geometry(w, kBlock);
+  const int64_t gs = s.bpg * kBlock;
+  static thread_local std::vector<int8_t> dbuf;
+  static thread_local std::vector<int32_t> sbuf;
+  int8_t *d = scratch(dbuf, static_cast<size_t>(M * kDigitPlanes * s.Kp));
+  int32_t *sums = scratch(sbuf, static_cast<size_t>(M * s.G * kDigitPlanes));
+  TokenPlanes tok[kMaxTokensW3];
+  for (int64_t m = 0; m < M; ++m) {
+    tok[m].d = d + m * kDigitPlanes * s.Kp;
+    tok[m].gsum = sums + m * s.G * kDigitPlanes;
+    if (!make_digits(x + m * w.K, w.K, s.Kp, gs, s.G, tok[m])) return false;
+  }
+  run_tiles_layout<kBits, kDigitPlanes>(w, s, tok, M, y);
+  return true;
+}
+
+}  // namespace
+
+// Both return false (and write nothing) when they do not apply: no layout, too many tokens,
+// or (weight-only) non-finite activations; the caller then runs its own kernel.
+bool weight_only_layout(const lowbit_weight &w, const float *x, int64_t M, float *y) {
+  if (!w.cpu_layout) return false;
+  if (w.scheme == LOWBIT_W4A16) return M <= kMaxTokensW4 && weight_only_gemv<4>(w, x, M, y);
+  return M <= kMaxTokensW3 && weight_only_gemv<3>(w, x, M, y);
+}
+
+bool integer_layout(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
+  if (!w.cpu_layout || M > kMaxTokensInt) return false;
+  const Geometry s = make_geometry(w, kBlock);
+  const int64_t gs = s.bpg * kBlock;
+  static thread_local std::vector<int8_t> dbuf;
+  static thread_local std::vector<int32_t> sbuf;
+  int8_t *d = scratch(dbuf, static_cast<size_t>(M * s.Kp));
+  int32_t *sums = scratch(sbuf, static_cast<size_t>(M * s.G));
+  TokenPlanes tok[kMaxTokensInt];
+  for (int64_t m = 0; m < M; ++m) {
+    tok[m].d = d + m * s.Kp;
+    tok[m].gsum = sums + m * s.G;
+    stage_codes(q + m * w.K, scale[m], w.K, s.Kp, gs, s.G, tok[m]);
+  }
+  if (scheme_info(w.scheme).wbits == 4) run_tiles_layout<4, 1>(w, s, tok, M, y);
+  else run_tiles_layout<3, 1>(w, s, tok, M, y);
+  return true;
+}
+
+}  // namespace lowbit::avx512
