@@ -25,13 +25,14 @@ set(LOWBIT_AVX512_SOURCES
   csrc/cpu/avx512/layout_gemv.cpp
   csrc/cpu/avx512/integer.cpp
   csrc/cpu/avx512/addonly.cpp
+  csrc/cpu/avx512/addonly_lut.cpp
   csrc/cpu/avx512/quantize_act.cpp)
 
 target_sources(lowbit_core PRIVATE ${LOWBIT_AVX2_SOURCES} ${LOWBIT_AVX512_SOURCES})
 set_source_files_properties(${LOWBIT_AVX2_SOURCES} PROPERTIES
   COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-ffp-contract=off;-Wno-maybe-uninitialized")
 set_source_files_properties(${LOWBIT_AVX512_SOURCES} PROPERTIES
-  COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mfma;-mf16c;-ffp-contract=off;-Wno-maybe-uninitialized")
+  COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mbmi2;-mfma;-mf16c;-ffp-contract=off;-Wno-maybe-uninitialized")
 set_source_files_properties(csrc/core/dispatch.cpp PROPERTIES
   COMPILE_DEFINITIONS "LOWBIT_HAVE_AVX2;LOWBIT_HAVE_AVX512")
 message(STATUS "lowbit: SIMD kernels ON (avx2, avx512)")

@@ -118,6 +118,36 @@ def test_exact_integers(isa, scheme, K):
 
 
 @pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("scheme", ["ternary", "binary"])
+@pytest.mark.parametrize("K,gs", [(100, 100), (8300, 8300), (8300, 4096), (576, 64)])
+def test_addonly_many_tokens_exact(isa, scheme, K, gs):
+    """The lookup-table GEMM (64+ tokens): exact integer sums with unit scales, past the 64
+    k-groups an int16 lane holds and across group boundaries, 45 rows (a partial panel),
+    equal to the scalar ISA bit for bit also with real scales."""
+    s = formats.SCHEMES[scheme]
+    gen = torch.Generator().manual_seed(K + gs)
+    N, M = 45, 70
+    qweight, scales, _, _, codes = make_weight(scheme, N, K, gs, gen, bias=False, unit_scales=True)
+    x = torch.randn(M, K, generator=gen)
+    x[0] = 1.0  # all +qmax: the largest sums
+    x[1] = -1.0
+    q, _ = torch.ops.lowbit.quantize_act(x, s.abits)
+    one = torch.ones(M)
+    vals = formats.code_values(codes, s).long()
+    G = formats.num_groups(K, gs)
+    expect = sum((q[:, g * gs:(g + 1) * gs].long() @ vals[:, g * gs:(g + 1) * gs].T) for g in range(G)).double()
+    outs = {}
+    for isa_ in ("scalar", isa):
+        lowbit.set_cpu_isa(isa_)
+        outs[isa_] = torch.ops.lowbit.linear_q(q, one, qweight, scales, None, scheme, K, gs, torch.float32)
+    assert torch.equal(outs[isa], outs["scalar"])
+    assert torch.equal(outs[isa].double(), expect)
+    w = make_weight(scheme, N, K, gs, gen)
+    ref = run_linear("scalar", x, w, scheme, K, gs)
+    assert torch.equal(run_linear(isa, x, w, scheme, K, gs), ref)
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
 def test_set_num_threads_same_result(isa):
     gen = torch.Generator().manual_seed(3)
     w = make_weight("w4a8", 130, 256, 64, gen)
