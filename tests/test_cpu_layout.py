@@ -17,7 +17,7 @@ from lowbit.nn import QLinear
 from test_cpu_isa import check_close, group_sizes, make_weight, run_linear
 
 ISAS = lowbit._C.cpu_isa_supported().split(",")  # the layout must be harmless on every ISA
-LAYOUT_SCHEMES = ["w4a16", "w3a16", "w4a8", "w4a4", "w3a3"]  # the 4- and 3-bit ones
+LAYOUT_SCHEMES = ["w4a16", "w3a16", "w4a8", "w4a4", "w3a3", "ternary", "binary"]  # all but w8a8
 WEIGHT_ONLY = ["w4a16", "w3a16"]
 
 
@@ -34,8 +34,31 @@ def test_which_schemes_have_a_layout():
         assert (n > 0) == (name in ops.CPU_LAYOUT_SCHEMES) == (name in LAYOUT_SCHEMES), name
 
 
+def spec_lut_index(codes, scheme):
+    """Ternary/binary: panels of 32 rows, idx[j][32] (docs/formats.md), transcribed plainly."""
+    N, K = codes.shape
+    Kp = (K + 31) // 32 * 32
+    P = (N + 31) // 32
+    c = torch.zeros(P * 32, Kp, dtype=torch.int64)  # codes past K as packed: 0 (their activations are 0)
+    c[:N, :K] = codes.long()
+    per_byte = 4 if scheme == "ternary" else 8
+    out = bytearray()
+    for p in range(P):
+        for j in range(Kp // per_byte):
+            for r in range(32):
+                x = c[p * 32 + r, j * per_byte:(j + 1) * per_byte].tolist()
+                if p * 32 + r >= N:
+                    out.append(0)
+                elif scheme == "ternary":
+                    out.append(sum((x[i] == 2) << i for i in range(4)) | sum((x[i] == 0) << i for i in range(4)) << 4)
+                else:
+                    out.append(sum((x[i] == 1) << i for i in range(4)) | sum((x[4 + i] == 1) << i for i in range(4)) << 4)
+    return bytes(out)
+
+
 def spec_layout(codes, scales, zeros, bits, K, gs):
-    """docs/formats.md, "CPU layout", transcribed plainly (zeros None: no zero-point part)."""
+    """The 4-/3-bit schemes: docs/formats.md, "CPU layout", transcribed plainly (zeros None: no
+    zero-point part)."""
     N = codes.shape[0]
     Kp = (K + 31) // 32 * 32
     nb, G, T = Kp // 32, formats.num_groups(K, gs), (N + 15) // 16
@@ -75,7 +98,10 @@ def test_layout_bytes_follow_the_spec(scheme, N, K, gs):
     qweight, scales, zeros, _, codes = make_weight(scheme, N, K, gs, gen)
     layout = ops.prepack_cpu(qweight, scales, zeros, scheme, K, gs)
     assert layout.dtype == torch.uint8 and layout.numel() == ops.cpu_layout_bytes(scheme, N, K, gs)
-    assert layout.numpy().tobytes() == spec_layout(codes, scales, zeros, formats.SCHEMES[scheme].wbits, K, gs)
+    if scheme in ("ternary", "binary"):
+        assert layout.numpy().tobytes() == spec_lut_index(codes, scheme)
+    else:
+        assert layout.numpy().tobytes() == spec_layout(codes, scales, zeros, formats.SCHEMES[scheme].wbits, K, gs)
 
 
 def linear_with_layout(isa, x, w, scheme, K, gs, layout):
@@ -93,7 +119,7 @@ def test_gemv_with_layout_matches_scalar(isa, scheme, K):
         for gs in group_sizes(K):
             w = make_weight(scheme, N, K, gs, gen, bias=gs != 64)
             layout = ops.prepack_cpu(w[0], w[1], w[2], scheme, K, gs)
-            for M in (1, 2, 3, 4):
+            for M in (1, 2, 3, 4) + ((9, 70) if scheme in ("ternary", "binary") else ()):
                 x = torch.randn(M, K, generator=gen)
                 ref = run_linear("scalar", x, w, scheme, K, gs)
                 got = linear_with_layout(isa, x, w, scheme, K, gs, layout)
@@ -148,19 +174,19 @@ def test_bad_layouts_raise():
     w8 = make_weight("w4a8", 20, 64, 32, gen)
     with pytest.raises(ValueError, match="expected .* bytes"):  # w4a8's layout has no zero points
         ops.linear(x, *w8[:4], "w4a8", 64, 32, layout)
-    wt = make_weight("ternary", 20, 64, 32, gen)
-    assert ops.prepack_cpu(wt[0], wt[1], None, "ternary", 64, 32) is None
+    wt = make_weight("w8a8", 20, 64, 32, gen)
+    assert ops.prepack_cpu(wt[0], wt[1], None, "w8a8", 64, 32) is None
     with pytest.raises(ValueError, match="no CPU layout"):
-        ops.linear(x, wt[0], wt[1], None, wt[3], "ternary", 64, 32, layout)
+        ops.linear(x, wt[0], wt[1], None, wt[3], "w8a8", 64, 32, layout)
     with pytest.raises(ValueError, match="lowbit: out has 3 bytes"):
         lowbit._C.prepack_cpu(formats.SCHEMES["w4a16"].id, 20, 64, 32, w[0].data_ptr(), w[1].data_ptr(),
                               w[2].data_ptr(), layout.data_ptr(), 3)
     with pytest.raises(ValueError, match="has no CPU layout"):
-        lowbit._C.prepack_cpu(formats.SCHEMES["ternary"].id, 20, 64, 32, wt[0].data_ptr(), wt[1].data_ptr(), 0,
+        lowbit._C.prepack_cpu(formats.SCHEMES["w8a8"].id, 20, 64, 32, wt[0].data_ptr(), wt[1].data_ptr(), 0,
                               layout.data_ptr(), layout.numel())
 
 
-@pytest.mark.parametrize("scheme", WEIGHT_ONLY + ["w4a8"])
+@pytest.mark.parametrize("scheme", WEIGHT_ONLY + ["w4a8", "ternary"])
 def test_qlinear_builds_and_refreshes_its_layout(scheme):
     torch.manual_seed(0)
     lin = torch.nn.Linear(96, 40)

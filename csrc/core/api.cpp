@@ -145,19 +145,33 @@ lowbit_status lowbit_unpack(lowbit_scheme s, const uint8_t *packed, int64_t N, i
 int64_t lowbit_cpu_layout_bytes(const lowbit_weight *w) {
   if (!w || !valid_scheme(w->scheme) || !has_cpu_layout(w->scheme) || w->N <= 0 || w->K <= 0 || w->group_size <= 0)
     return 0;
-  return CpuLayout(w->scheme, w->N, w->K, w->group_size).bytes();
+  return cpu_layout_bytes(w->scheme, w->N, w->K, w->group_size);
 }
 
 lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t out_bytes) {
   if (lowbit_status st = check_weight(w)) return st;
   if (!has_cpu_layout(w->scheme))
-    return fail(LOWBIT_ERR_SCHEME, "scheme %s has no CPU layout (its add-only kernels read the canonical format)",
+    return fail(LOWBIT_ERR_SCHEME, "scheme %s has no CPU layout (its canonical rows are the fastest to stream)",
                 kSchemes[w->scheme].name);
   if (!out) return fail(LOWBIT_ERR_NULL, "out is NULL");
-  const CpuLayout L(w->scheme, w->N, w->K, w->group_size);
-  if (out_bytes != L.bytes())
+  const int64_t need = cpu_layout_bytes(w->scheme, w->N, w->K, w->group_size);
+  if (out_bytes != need)
     return fail(LOWBIT_ERR_SIZE, "out has %lld bytes, the CPU layout needs %lld (lowbit_cpu_layout_bytes)",
-                static_cast<long long>(out_bytes), static_cast<long long>(L.bytes()));
+                static_cast<long long>(out_bytes), static_cast<long long>(need));
+  if (kSchemes[w->scheme].compute == Compute::AddOnly) {
+    const bool binary = w->scheme == LOWBIT_BINARY;
+    const int64_t rb = row_bytes(w->scheme, w->K), bb = kSchemes[w->scheme].block_bytes;
+    int c[kBlock];
+    for (int64_t n = 0; n < (w->N + kLutRows - 1) / kLutRows * kLutRows; ++n) {
+      uint8_t *panel = out + n / kLutRows * kLutRows * rb;
+      for (int64_t b = 0; b < rb / bb; ++b) {
+        for (int i = 0; i < kBlock && n < w->N; ++i) c[i] = block_code(w->qweight + n * rb + b * bb, kSchemes[w->scheme].wbits, i);
+        for (int j = 0; j < bb; ++j) panel[(b * bb + j) * kLutRows + n % kLutRows] = n < w->N ? lut_byte(c, binary, j) : 0;
+      }
+    }
+    return LOWBIT_OK;
+  }
+  const CpuLayout L(w->scheme, w->N, w->K, w->group_size);
   const int bits = kSchemes[w->scheme].wbits;
   const int64_t rb = row_bytes(w->scheme, w->K);
   const int64_t Kp = padded_k(w->K);

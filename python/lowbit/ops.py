@@ -111,7 +111,7 @@ def _linear_op(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
 
 
 # The schemes with a CPU layout (lowbit_cpu_layout_bytes > 0; tests/test_cpu_layout.py checks).
-CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16", "w4a8", "w4a4", "w3a3")
+CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16", "w4a8", "w4a4", "w3a3", "ternary", "binary")
 
 
 def cpu_layout_bytes(scheme, out_features, in_features, group_size) -> int:

@@ -87,10 +87,10 @@ static void test_w4a16_float(void) {
             y1[n], y[m * N + n]);
   }
   free(layout);
-  lowbit_weight wt = {LOWBIT_TERNARY, N, K, K, packed, scales, NULL, NULL};
-  CHECK(lowbit_cpu_layout_bytes(&wt) == 0, "ternary has no CPU layout");
+  lowbit_weight wt = {LOWBIT_W8A8, N, K, K, packed, scales, NULL, NULL};
+  CHECK(lowbit_cpu_layout_bytes(&wt) == 0, "w8a8 has no CPU layout");
   wt.cpu_layout = packed;
-  CHECK(lowbit_linear(&wt, x, LOWBIT_F32, 1, y1, LOWBIT_F32) == LOWBIT_ERR_SCHEME, "a layout for ternary accepted");
+  CHECK(lowbit_linear(&wt, x, LOWBIT_F32, 1, y1, LOWBIT_F32) == LOWBIT_ERR_SCHEME, "a layout for w8a8 accepted");
 }
 
 /* Bad arguments: a status code and a message, never a crash. */

@@ -272,7 +272,7 @@ void addonly(const lowbit_weight &w, const int8_t *q, const float *scale, int64_
   // From 64 tokens the lookup tables win (4096x4096, M = 512: ternary 59 vs 96 ms, binary 25
   // vs 53; 576x576: 2.2 vs 3.8 ms); at 16-32 tokens the masks were as fast or faster
   // (2026-11-22, Zen 4).
-  if (M >= kLutMinM) return addonly_lut(w, q, scale, M, y);
+  if (M >= kLutMinM || w.cpu_layout) return addonly_lut(w, q, scale, M, y);
   if (M < kGemvMaxM) {
     if (w.scheme == LOWBIT_BINARY) gemv<true>(w, q, scale, M, y);
     else gemv<false>(w, q, scale, M, y);

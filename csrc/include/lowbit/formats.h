@@ -127,8 +127,8 @@ inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
 //
 // For the AVX-512 VNNI GEMV of few tokens (cpu/avx512/layout_gemv.cpp): vector lanes are rows,
 // so 16 rows are interleaved word by word. The 4- and 3-bit schemes have it (w8a8's canonical
-// rows already stream at ~80% of DRAM bandwidth, and through this layout it measured slower;
-// ternary/binary run add-only kernels on the canonical format). Rows are taken in tiles of 16 (the last tile padded with code 0, scale 0, zero 0); a tile is
+// rows already stream at ~80% of DRAM bandwidth, and through a layout it measured slower;
+// ternary/binary have their own, below). Rows are taken in tiles of 16 (the last tile padded with code 0, scale 0, zero 0); a tile is
 //   codes  [nb blocks][b words][16 rows] uint32   (b = 4 or 3 words per block of 32 codes)
 //   scales [G][16 rows] binary16
 //   zeros  [G][16 rows] uint8                     (w4a16 / w3a16 only)
@@ -141,9 +141,7 @@ inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
 // in 1-4 instructions per 16 rows. Same bytes as canonical, in another order.
 constexpr int64_t kLayoutRows = 16;
 
-inline bool has_cpu_layout(lowbit_scheme s) {
-  return kSchemes[s].compute != Compute::AddOnly && (kSchemes[s].wbits == 4 || kSchemes[s].wbits == 3);
-}
+inline bool has_cpu_layout(lowbit_scheme s) { return kSchemes[s].wbits != 8; }
 
 struct CpuLayout {
   int64_t tiles, nb, G, words;
@@ -155,6 +153,36 @@ struct CpuLayout {
   int64_t tile_bytes() const { return code_bytes() + G * kLayoutRows * (zeros ? 3 : 2); }
   int64_t bytes() const { return tiles * tile_bytes(); }
 };
+
+// Ternary and binary: the index of the lookup-table kernel (cpu/avx512/addonly_lut.cpp). Rows in
+// panels of 32 (the last padded with zero bytes); a panel is idx[j][32 rows] bytes, j along the
+// row (row_bytes of them: the same size as the codes), byte j of a block being
+//   ternary (8 per block): plus nibble of codes 4j..4j+3 | minus nibble << 4
+//   binary  (4 per block): plus nibble of codes 8j..8j+3 | plus nibble of codes 8j+4..8j+7 << 4
+// where bit i of a nibble says that its code i is +1 (plus) / -1 (minus). Scales stay in the
+// canonical array.
+constexpr int64_t kLutRows = 32;
+
+inline int64_t cpu_layout_bytes(lowbit_scheme s, int64_t N, int64_t K, int64_t group_size) {
+  if (!has_cpu_layout(s)) return 0;
+  if (kSchemes[s].compute == Compute::AddOnly) return (N + kLutRows - 1) / kLutRows * kLutRows * row_bytes(s, K);
+  return CpuLayout(s, N, K, group_size).bytes();
+}
+
+// Index byte j of a block of 32 codes c[] (ternary: u = 2 is +1, u = 0 is -1; binary: u = 1 is +1).
+inline uint8_t lut_byte(const int *c, bool binary, int j) {
+  unsigned lo = 0, hi = 0;
+  for (int i = 0; i < 4; ++i) {
+    if (binary) {
+      lo |= (c[8 * j + i] == 1) << i;
+      hi |= (c[8 * j + 4 + i] == 1) << i;
+    } else {
+      lo |= (c[4 * j + i] == 2) << i;
+      hi |= (c[4 * j + i] == 0) << i;
+    }
+  }
+  return static_cast<uint8_t>(lo | hi << 4);
+}
 
 // Word w (0..words-1) of a block of 32 codes c[] in the CPU layout.
 inline uint32_t layout_word(const int *c, int bits, int w) {
