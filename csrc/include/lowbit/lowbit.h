@@ -125,13 +125,14 @@ lowbit_status lowbit_linear_static(const lowbit_weight *w, const void *x, lowbit
                                    const float *act_scale, const int32_t *act_zero, const int32_t *cluster_end,
                                    int64_t C, int abits, void *y, lowbit_dtype y_dtype);
 
-/* The CPU layout ("prepack"): the same codes, scales and zero points rearranged for the
- * AVX-512 VNNI GEMV of few tokens (1-3): rows in tiles of 16, each 32-bit word 8 (4-bit) or
- * 10.7 (3-bit) codes of one row, so that one vector holds 16 rows and the group scales are per lane
- * (docs/formats.md, "CPU layout"). The 4- and 3-bit schemes have one (w4a16, w3a16, w4a8, w4a4, w3a3).
- * lowbit_cpu_layout_bytes: its size in bytes, 0 when the scheme has no CPU layout or on bad
- * input. lowbit_prepack_cpu fills out (out_bytes checked). Kernels without a use for it (other
- * ISAs, more tokens) read the canonical arrays: the layout is an addition, never a replacement. */
+/* The CPU layout ("prepack"): the same codes (and, for the 4-/3-bit schemes, scales and zero
+ * points) rearranged for the AVX-512 kernels (docs/formats.md, "CPU layout"): for w4a16, w3a16,
+ * w4a8, w4a4, w3a3 rows interleaved in tiles of 16 for the VNNI GEMV of 1-3 tokens; for
+ * ternary and binary the index of the lookup-table kernel (panels of 32 rows), used at every
+ * token count. w8a8 has none. lowbit_cpu_layout_bytes: its size in bytes, 0 when the scheme
+ * has no CPU layout or on bad input. lowbit_prepack_cpu fills out (out_bytes checked).
+ * Kernels without a use for it (other ISAs, more tokens) read the canonical arrays: the layout
+ * is an addition, never a replacement. */
 int64_t lowbit_cpu_layout_bytes(const lowbit_weight *w);
 lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t out_bytes);
 
