@@ -209,3 +209,6 @@ def test_qlinear_builds_and_refreshes_its_layout(scheme):
         q.load_state_dict(other.state_dict())
         torch.testing.assert_close(q(x), expect(), rtol=1e-5, atol=1e-5)
         assert q._cpu_layout[1] is not layout
+        q.use_cpu_layout = False  # the opt-out frees the layout
+        torch.testing.assert_close(q(x), expect(), rtol=1e-5, atol=1e-5)
+        assert not hasattr(q, "_cpu_layout")

@@ -15,7 +15,14 @@ class QLinear(nn.Module):
 
     Buffers (what save/load keep): qweight uint8 [N, row_bytes], scales fp16 [N, G],
     zeros uint8 [N, G] (w4a16/w3a16 only), bias [N] (optional).
+
+    On a CPU the layer also keeps its weight in the CPU layout (see _cpu_layout_for), which the
+    fastest decode kernels read (bench/results/cpu.md) and which doubles the packed weight's
+    memory; set `use_cpu_layout = False` on a layer (or on the class, for all) to trade that
+    speed for the memory.
     """
+
+    use_cpu_layout: bool = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, scheme: str = "w4a16",
                  group_size: "int | None" = None, device=None):
@@ -79,6 +86,9 @@ class QLinear(nn.Module):
         CPU keeps its packed weights twice. Under torch.compile no layout is used (the version
         check cannot run inside a graph) and the float kernel serves every call."""
         if torch.compiler.is_compiling():
+            return None
+        if not self.use_cpu_layout:
+            self.__dict__.pop("_cpu_layout", None)
             return None
         if x.device.type != "cpu" or self.qweight.device.type != "cpu" or self.scheme not in ops.CPU_LAYOUT_SCHEMES:
             return None
