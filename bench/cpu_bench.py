@@ -2,7 +2,7 @@
 
     python bench/cpu_bench.py            # full sweep (about 6 min on 2 cores)
     python bench/cpu_bench.py --quick    # 4096x4096 and 576x1536 only, M in {1, 512} (< 1 min)
-    python bench/cpu_bench.py --isa avx2 --shapes 4096x4096   # the 256-bit kernels -> cpu_avx2.*
+    python bench/cpu_bench.py --isa avx2 --shapes 4096x4096   # the 256-bit kernels -> cpu_avx2_partial.*
 
 For every (N, K) shape, token count M and scheme it reports the median time of
 lowbit.ops.linear (given the CPU layout of w4a16/w3a16, as QLinear does), the GB/s of packed weight bytes (codes + scales + zeros) that implies, the
@@ -194,7 +194,8 @@ def main():
     ap.add_argument("--note", default="", help="a remark stored with the results (e.g. what else ran)")
     ap.add_argument("--isa", default=None, help="force a kernel table (avx2: 256-bit, avx512); results go to "
                     "cpu_<isa>.{json,md,png} so the widths can be compared (Zen 4 double-pumps 512-bit ops)")
-    ap.add_argument("--shapes", default=None, help="NxK,NxK,... instead of the default list")
+    ap.add_argument("--shapes", default=None, help="NxK,NxK,... instead of the default list (results go to "
+                    "cpu_partial.*, or cpu_<isa>_partial.*)")
     args = ap.parse_args()
     if lowbit._C.cpu_isa() == "scalar":
         # The scalar reference is an oracle, not a kernel to time: M=512 would take hours. Most
@@ -227,7 +228,11 @@ def main():
                 lowbit=lowbit.backend_info(), elapsed_s=time.time() - t0,
                 loadavg_1min_start=load0, loadavg_1min_end=os.getloadavg()[0], note=args.note)
     os.makedirs(OUT, exist_ok=True)
+    # Only the full default sweep writes cpu.*: a partial one (--quick, --isa, --shapes, fewer
+    # --schemes) goes to its own files rather than replace the table README links.
     stem = "cpu_quick" if args.quick else "cpu" if not args.isa else "cpu_" + args.isa
+    if args.shapes or schemes != list(formats.SCHEMES):
+        stem += "_partial"
     json.dump(dict(meta=meta, rows=rows), open(os.path.join(OUT, stem + ".json"), "w"), indent=1)
     write_markdown(os.path.join(OUT, stem + ".md"), meta, rows)
     plot(os.path.join(OUT, stem + ".png"), rows, schemes)
