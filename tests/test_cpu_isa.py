@@ -93,6 +93,16 @@ def test_many_tasks_and_dtypes(isa, scheme):
             torch.testing.assert_close(got.float(), ref.float(), rtol=1e-2, atol=1e-2)
 
 
+def unit_scale_outputs(isa, q, qweight, scales, scheme, K, gs):
+    """linear_q of int8 codes q with unit activation scales, on the scalar ISA and on isa."""
+    one = torch.ones(q.shape[0])
+    outs = []
+    for isa_ in ("scalar", isa):
+        lowbit.set_cpu_isa(isa_)
+        outs.append(torch.ops.lowbit.linear_q(q, one, qweight, scales, None, scheme, K, gs, torch.float32))
+    return outs
+
+
 @pytest.mark.parametrize("isa", SIMD_ISAS)
 @pytest.mark.parametrize("scheme", INT_SCHEMES)
 @pytest.mark.parametrize("K", [100, 1000, 8300])
@@ -106,15 +116,11 @@ def test_exact_integers(isa, scheme, K):
     x = torch.randn(M, K, generator=gen)
     x[0] = 1.0  # a token of all +qmax: the largest sums
     q, _ = torch.ops.lowbit.quantize_act(x, s.abits)
-    one = torch.ones(M)
     expect = (q.long() @ formats.code_values(codes, s).long().T).double()
     assert expect.abs().max() < 2**24  # exact in float32
-    outs = {}
-    for isa_ in ("scalar", isa):
-        lowbit.set_cpu_isa(isa_)
-        outs[isa_] = torch.ops.lowbit.linear_q(q, one, qweight, scales, None, scheme, K, K, torch.float32)
-    assert torch.equal(outs[isa], outs["scalar"])
-    assert torch.equal(outs[isa].double(), expect)
+    ref, got = unit_scale_outputs(isa, q, qweight, scales, scheme, K, K)
+    assert torch.equal(got, ref)
+    assert torch.equal(got.double(), expect)
 
 
 @pytest.mark.parametrize("isa", SIMD_ISAS)
@@ -132,16 +138,12 @@ def test_addonly_many_tokens_exact(isa, scheme, K, gs):
     x[0] = 1.0  # all +qmax: the largest sums
     x[1] = -1.0
     q, _ = torch.ops.lowbit.quantize_act(x, s.abits)
-    one = torch.ones(M)
     vals = formats.code_values(codes, s).long()
     G = formats.num_groups(K, gs)
     expect = sum((q[:, g * gs:(g + 1) * gs].long() @ vals[:, g * gs:(g + 1) * gs].T) for g in range(G)).double()
-    outs = {}
-    for isa_ in ("scalar", isa):
-        lowbit.set_cpu_isa(isa_)
-        outs[isa_] = torch.ops.lowbit.linear_q(q, one, qweight, scales, None, scheme, K, gs, torch.float32)
-    assert torch.equal(outs[isa], outs["scalar"])
-    assert torch.equal(outs[isa].double(), expect)
+    ref, got = unit_scale_outputs(isa, q, qweight, scales, scheme, K, gs)
+    assert torch.equal(got, ref)
+    assert torch.equal(got.double(), expect)
     w = make_weight(scheme, N, K, gs, gen)
     ref = run_linear("scalar", x, w, scheme, K, gs)
     assert torch.equal(run_linear(isa, x, w, scheme, K, gs), ref)
