@@ -78,7 +78,7 @@ class QLinear(nn.Module):
                           self.scheme, self.in_features, self.kernel_group_size, self._cpu_layout_for(x))
 
     def _cpu_layout_for(self, x: torch.Tensor) -> "torch.Tensor | None":
-        """The weight in the CPU layout (ops.prepack_cpu; the 4- and 3-bit schemes), which
+        """The weight in the CPU layout (ops.prepack_cpu; ops.CPU_LAYOUT_SCHEMES), which
         the AVX-512 VNNI kernels read for 1-3 tokens: built on the first CPU call and rebuilt whenever
         qweight, scales or zeros changed (moved, reloaded or written in place: their storage or
         version counter differs). It is a plain attribute, not a buffer, so it is neither saved

@@ -95,7 +95,7 @@ def _eager(*tensors) -> bool:
 
 def linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
     """y = x @ dequant(W)^T + bias in the scheme's own arithmetic; any leading dims on x.
-    cpu_layout: None, or prepack_cpu() of this very weight (the 4- and 3-bit schemes), which the
+    cpu_layout: None, or prepack_cpu() of this very weight (CPU_LAYOUT_SCHEMES), which the
     AVX-512 kernels use for 1-3 tokens (nothing checks that it matches: rebuild it when the weight changes).
     torch.ops.lowbit.linear, called directly when nothing traces or differentiates (_eager)."""
     if _eager(x, scales, bias):
@@ -111,7 +111,7 @@ def _linear_op(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
 
 
 # The schemes with a CPU layout (lowbit_cpu_layout_bytes > 0; tests/test_cpu_layout.py checks).
-CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16", "w4a8", "w4a4", "w3a3", "ternary", "binary")
+CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16", "w3a3", "ternary", "binary")
 
 
 def cpu_layout_bytes(scheme, out_features, in_features, group_size) -> int:

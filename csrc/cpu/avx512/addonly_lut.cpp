@@ -209,7 +209,7 @@ void lut_matmul(const lowbit_weight &w, const int8_t *q, const float *scale, int
     else parallel_for(mc, [&](int64_t i) { build_tables(q + (c0 + i) * w.K, w.K, nkg, tab + i * tab_stride); });
     // Few tokens: one panel at a time, so that each thread reads one sequential stream (with
     // the next panel prefetched) - 4 panels side by side were 4 streams the prefetchers
-    // followed poorly (ternary 4096x4096, one token: 0.29 -> 0.23 ms). More tokens: 4 panels
+    // followed poorly (ternary 4096x4096, one token: 0.29 -> 0.23 ms in an ad-hoc timing). More tokens: 4 panels
     // share every table load.
     const int64_t step = mc <= 3 ? 1 : kMaxR;
     run_row_ranges(panels, mc * w.K * kLutRows, [&](int64_t p0, int64_t count) {

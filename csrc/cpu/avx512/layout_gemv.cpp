@@ -1,6 +1,7 @@
 // AVX-512 VNNI GEMV (few tokens) on the CPU layout (lowbit_prepack_cpu, docs/formats.md):
 // w4a16 / w3a16 through exact integer digit planes of the float activations, and the integer
-// schemes w4a8 / w4a4 / w3a3 on their int8 activation codes.
+// scheme w3a3 on its int8 activation codes (w4a8/w4a4 have no layout: it did not pay,
+// bench/results/cpu_layout.md).
 //
 // Lanes are rows (the layout interleaves 16 rows word by word): one vector is 4 consecutive
 // codes of 16 rows, the 4 matching activation bytes are broadcast (an embedded {1to16}
@@ -157,7 +158,8 @@ void tile_gemv(const lowbit_weight &w, const CpuLayout &L, const Geometry &s, co
         for (int p = 0; p < P; ++p) acc[h][i][p] = _mm512_setzero_si512();
     const int64_t b_end = g * s.bpg + s.group_blocks(g);
     for (int64_t b = g * s.bpg; b < b_end; ++b) {
-      // The hardware prefetchers alone streamed these tiles at ~13 GB/s of 29 (Zen 4 VM);
+      // The hardware prefetchers alone streamed these tiles at ~13 GB/s of 29 (Zen 4 VM, ad-hoc
+      // timings during development, not kept in bench/results);
       // fetching the same block of the next tile into L2 brought it to ~21 (prefetching 1-16
       // KiB ahead into L1/L2 did not; two or four tiles ahead measured slower than one).
       LOWBIT_UNROLL
@@ -229,13 +231,12 @@ void run_tiles_layout(const lowbit_weight &w, const Geometry &s, const TokenPlan
 
 // Up to this many tokens the digit planes win: their cost grows with every token (4 planes
 // x 64 MACs per vpdpbusd = one vpdpbusd per 16 weights and token, like the float kernel's FMA),
-// while the float kernel decodes a weight once for all tokens. Measured on 4096x4096
-// (2026-11-22, Zen 4): 4-bit 1.4x / 1.1x / 0.8x the float kernel's speed at M = 1 / 2 / 3;
-// 3-bit 2.7x / 1.8x / 1.3x / 0.6x at M = 1 / 2 / 3 / 4.
+// while the float kernel decodes a weight once for all tokens. bench/results/cpu_layout.md
+// (4096x4096): w4a16 1.39x / 1.20x the canonical kernel at M = 1 / 2 (M = 3 is left to the float
+// kernel), w3a16 2.45x / 1.93x / 1.21x at M = 1 / 2 / 3.
 constexpr int64_t kMaxTokensW4 = 2, kMaxTokensW3 = 3;
-// The integer schemes: one vpdpbusd per 64 weights and token; measured on 4096x4096 at M = 1-3
-// (2026-11-22, Zen 4, a noisy spell): w3a3 1.2-1.5x the canonical GEMV (its bit planes cost
-// more to unpack), w4a8/w4a4 0.9-1.2x (within the noise).
+// w3a3: one vpdpbusd per 64 weights and token; 1.55x / 1.22x / 1.21x the canonical GEMV (its
+// bit planes cost more to unpack) at M = 1 / 2 / 3, same file.
 constexpr int64_t kMaxTokensInt = 3;
 
 template <int kBits>
@@ -280,8 +281,7 @@ bool integer_layout(const lowbit_weight &w, const int8_t *q, const float *scale,
     tok[m].gsum = sums + m * s.G;
     stage_codes(q + m * w.K, scale[m], w.K, s.Kp, gs, s.G, tok[m]);
   }
-  if (scheme_info(w.scheme).wbits == 4) run_tiles_layout<4, 1>(w, s, tok, M, y);
-  else run_tiles_layout<3, 1>(w, s, tok, M, y);
+  run_tiles_layout<3, 1>(w, s, tok, M, y);  // w3a3: the one integer scheme with a layout
   return true;
 }
 

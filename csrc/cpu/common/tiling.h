@@ -172,7 +172,8 @@ void stage_chunks(const Geometry &s, const S *x, int64_t M, const uint8_t *perm,
 // a few per thread, so every thread streams long sequential runs of each row and a thread
 // slowed down by other load can be covered by the others. Below kSerialMacs multiply-adds in
 // all (a 576 x 576 GEMV: ~10 us on one core) the caller does it alone: waking the pool costs
-// as much. bench/results/cpu.md, 576x576 M=1: 27-130 us through the pool, 15-54 us without.
+// as much (576x576 M=1: 27-130 us through the pool, 15-54 us without, in the git history of
+// bench/results/cpu.md).
 constexpr int64_t kSerialMacs = int64_t{1} << 19;
 template <typename F>
 void run_row_ranges(int64_t N, int64_t macs_per_row, F &&fn) {

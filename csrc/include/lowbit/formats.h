@@ -122,13 +122,13 @@ inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
   return block_code(row + (k / kBlock) * si.block_bytes, si.wbits, static_cast<int>(k % kBlock));
 }
 
-// Signed integer value of a code for the integer and add-only schemes.
 // ---- CPU layout (lowbit_prepack_cpu) -------------------------------------------------------
 //
 // For the AVX-512 VNNI GEMV of few tokens (cpu/avx512/layout_gemv.cpp): vector lanes are rows,
-// so 16 rows are interleaved word by word. The 4- and 3-bit schemes have it (w8a8's canonical
-// rows already stream at ~80% of DRAM bandwidth, and through a layout it measured slower;
-// ternary/binary have their own, below). Rows are taken in tiles of 16 (the last tile padded with code 0, scale 0, zero 0); a tile is
+// so 16 rows are interleaved word by word. w4a16, w3a16 and w3a3 have it: it measured faster
+// there, and no faster for w8a8, w4a8 and w4a4, whose canonical rows already stream well
+// (bench/results/cpu_layout.md); ternary/binary have their own, below. Rows are taken in tiles
+// of 16 (the last tile padded with code 0, scale 0, zero 0); a tile is
 //   codes  [nb blocks][b words][16 rows] uint32   (b = 4 or 3 words per block of 32 codes)
 //   scales [G][16 rows] binary16
 //   zeros  [G][16 rows] uint8                     (w4a16 / w3a16 only)
@@ -141,7 +141,9 @@ inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
 // in 1-4 instructions per 16 rows. Same bytes as canonical, in another order.
 constexpr int64_t kLayoutRows = 16;
 
-inline bool has_cpu_layout(lowbit_scheme s) { return kSchemes[s].wbits != 8; }
+inline bool has_cpu_layout(lowbit_scheme s) {
+  return s == LOWBIT_W4A16 || s == LOWBIT_W3A16 || s == LOWBIT_W3A3 || kSchemes[s].compute == Compute::AddOnly;
+}
 
 struct CpuLayout {
   int64_t tiles, nb, G, words;
@@ -198,6 +200,7 @@ inline uint32_t layout_word(const int *c, int bits, int w) {
   return word;
 }
 
+// Signed integer value of a code for the integer and add-only schemes.
 inline int signed_value(lowbit_scheme s, int u) {
   return s == LOWBIT_BINARY ? 2 * u - 1 : u - kSchemes[s].code_offset;
 }
