@@ -22,7 +22,7 @@
 // kernel. Per 32 codes and 16 rows: 32 vpdpbusd plus 12 (4-bit) or 17 (3-bit) instructions to
 // turn the words into bytes.
 //
-// The integer schemes need one plane, their int8 codes: dot = sum u q - offset * sum q,
+// The integer scheme (w3a3) needs one plane, its int8 codes: dot = sum u q - offset * sum q,
 // exact, and the float epilogue is the scalar reference's, operation for operation
 // (acc += wscale * dot per group; y = acc * xscale + bias), so the results are bit-identical.
 #include <immintrin.h>
