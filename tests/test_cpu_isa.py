@@ -108,19 +108,21 @@ def unit_scale_outputs(isa, q, qweight, scales, scheme, K, gs):
 @pytest.mark.parametrize("K", [100, 1000, 8300])
 def test_exact_integers(isa, scheme, K):
     """Unit scales: linear_q returns the exact integer dot products, as the scalar ISA does.
-    K = 8300 runs past the 255 blocks an int16 add-only lane holds (the widening path)."""
+    K = 8300 runs past the 255 blocks an int16 add-only lane holds (the widening path);
+    M = 5 takes the GEMV kernels, M = 21 the GEMM ones."""
     s = formats.SCHEMES[scheme]
     gen = torch.Generator().manual_seed(K)
-    N, M = 19, 5
+    N = 19
     qweight, scales, _, _, codes = make_weight(scheme, N, K, K, gen, bias=False, unit_scales=True)
-    x = torch.randn(M, K, generator=gen)
-    x[0] = 1.0  # a token of all +qmax: the largest sums
-    q, _ = torch.ops.lowbit.quantize_act(x, s.abits)
-    expect = (q.long() @ formats.code_values(codes, s).long().T).double()
-    assert expect.abs().max() < 2**24  # exact in float32
-    ref, got = unit_scale_outputs(isa, q, qweight, scales, scheme, K, K)
-    assert torch.equal(got, ref)
-    assert torch.equal(got.double(), expect)
+    for M in (5, 21):
+        x = torch.randn(M, K, generator=gen)
+        x[0] = 1.0  # a token of all +qmax: the largest sums
+        q, _ = torch.ops.lowbit.quantize_act(x, s.abits)
+        expect = (q.long() @ formats.code_values(codes, s).long().T).double()
+        assert expect.abs().max() < 2**24  # exact in float32
+        ref, got = unit_scale_outputs(isa, q, qweight, scales, scheme, K, K)
+        assert torch.equal(got, ref)
+        assert torch.equal(got.double(), expect)
 
 
 @pytest.mark.parametrize("isa", SIMD_ISAS)

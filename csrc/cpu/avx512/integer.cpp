@@ -10,11 +10,16 @@
 // 4 blocks in registers (an AND and a shift for nibbles) and feeds it straight to vpdpbusd,
 // 4 rows at a time against activations staged once in the chunk's lane order.
 //
-// More tokens (GEMM): each task unpacks its rows of N once into a small u8 buffer in the
-// padded-group layout (see common/tiling.h) and reuses them for all of its tokens; a 4 x 4
-// (tokens x rows) microkernel keeps 16 accumulators in registers, so every loaded vector feeds
-// four dot products.
+// More tokens (GEMM): each task unpacks its 64 rows of N once into panels of 16 rows, where one
+// 64-byte vector holds 4 consecutive codes of each of the 16 rows, and reuses them for all of
+// its tokens. vpdpbusd multiplies such a vector by 4 activation bytes of one token broadcast to
+// every lane, so each lane accumulates its own row: no horizontal sums, and the group epilogue
+// runs on 16 rows at once. An 8 x 2 (tokens x panels) microkernel keeps 16 accumulators in
+// registers and issues 16 vpdpbusd per 2 vector loads and 8 broadcasts.
 #include <immintrin.h>
+
+#include <array>
+#include <utility>
 
 #include "cpu/avx512/gemv.h"
 #include "cpu/common/tiling.h"
@@ -22,10 +27,16 @@
 namespace lowbit::avx512 {
 namespace {
 
-// Rows of N per task: few for GEMV (many tasks to balance), more for GEMM so that each
-// 4-token slice of activations is loaded once per 64 rows while the unpacked rows stay in L2.
-inline int64_t rows_per_task(int64_t M) { return M >= 16 ? 64 : 16; }
-constexpr int kMR = 4, kNR = 4;
+// ---- GEMM (M >= kGemvMaxM) -----------------------------------------------------------------
+//
+// Measured on the development machine's Zen 4 (one thread, L2-resident operands, 512 tokens x
+// 64 rows x K = 4096): this microkernel ran at 200-225 GMAC/s of the ~230 that vpdpbusd peaks
+// at (bench/results/vnni_width.md); the kernel it replaced (a 4 x 4 tile over row-major codes,
+// one horizontal sum per output) at 130-155, or 100 with GCC's accumulator copies.
+constexpr int kMR = 8;                  // tokens per microkernel
+constexpr int kNP = 2;                  // panels per microkernel
+constexpr int64_t kPanel = 16;          // rows per panel: one per int32 lane
+constexpr int64_t kGemmTaskRows = 64;   // 4 panels per task: 256 KiB of codes at K = 4096 (L2)
 
 // One packed block of 32 codes -> 32 unsigned bytes in code order.
 inline __m256i unpack_block(const uint8_t *p, int bits) {
@@ -46,62 +57,151 @@ inline __m256i unpack_block(const uint8_t *p, int bits) {
   return _mm256_or_si256(v, _mm256_maskz_mov_epi8(_cvtu32_mask32(hi), _mm256_set1_epi8(4)));
 }
 
-// Rows [n0, n0+rows) -> u8 codes [rows rounded up to kNR][s.L] (rows past the end are zero).
-void unpack_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, uint8_t *u) {
+// In-register transpose of a 16 x 16 matrix of int32: r[i] lane j <-> r[j] lane i.
+// 32-bit then 64-bit unpacks transpose the 4 x 4 blocks inside each 128-bit lane; two rounds of
+// 128-bit shuffles then move the blocks into place.
+inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // Now r[4i + j], 128-bit lane l, holds column 4l + j of rows 4i..4i+3.
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  // Column 4l + j = 128-bit lane l of r[j], r[4 + j], r[8 + j], r[12 + j], in that order.
+  for (int j = 0; j < 4; ++j) {
+    const __m512i x02 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), x13 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xDD);
+    const __m512i y02 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88), y13 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xDD);
+    t[j] = _mm512_shuffle_i32x4(x02, y02, 0x88);       // lane 0
+    t[8 + j] = _mm512_shuffle_i32x4(x02, y02, 0xDD);   // lane 2
+    t[4 + j] = _mm512_shuffle_i32x4(x13, y13, 0x88);   // lane 1
+    t[12 + j] = _mm512_shuffle_i32x4(x13, y13, 0xDD);  // lane 3
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// Rows [n0, n0+rows) -> ceil(rows / 16) panels of s.L / 4 vectors; vector k/4 of a panel holds
+// codes k..k+3 of its row r in lane r (byte 4r + i: code k + i). s.gp == bpg * 32 (geometry
+// aligned to blocks), so block b's codes sit at k = 32b in every group. Also the rows' group
+// scales as float, sc[panel][g][16]. Rows past the end get zero codes and scales (never stored).
+void unpack_panels(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, uint8_t *u, float *sc) {
   const SchemeInfo &si = scheme_info(w.scheme);
   const int64_t rb = row_bytes(w.scheme, w.K);
-  const int64_t rows_up = (rows + kNR - 1) / kNR * kNR;
-  // Zero what the blocks do not cover: group padding (if any) and the rows past N.
-  const bool dense = s.gp == s.bpg * kBlock && s.nb % s.bpg == 0;
-  const int64_t from = dense ? rows : 0;
-  std::memset(u + from * s.L, 0, static_cast<size_t>((rows_up - from) * s.L));
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t *row = w.qweight + (n0 + r) * rb;
-    for (int64_t g = 0; g < s.G; ++g)  // group by group: no division per block
-      for (int64_t b = g * s.bpg, e = b + s.group_blocks(g), o = r * s.L + g * s.gp; b < e; ++b, o += kBlock)
-        _mm256_storeu_si256(reinterpret_cast<__m256i *>(u + o), unpack_block(row + b * si.block_bytes, si.wbits));
+  for (int64_t p = 0; p * kPanel < rows; ++p) {
+    const int64_t nr = std::min(kPanel, rows - p * kPanel);
+    const uint8_t *row0 = w.qweight + (n0 + p * kPanel) * rb;
+    uint8_t *panel = u + p * kPanel * s.L;
+    for (int64_t b = 0; b < s.nb; b += 2) {  // two blocks (16 quads of codes) per transpose
+      const bool two = b + 1 < s.nb;
+      __m512i r[16];
+      for (int64_t i = 0; i < kPanel; ++i) {
+        if (i >= nr) {
+          r[i] = _mm512_setzero_si512();
+          continue;
+        }
+        const uint8_t *blk = row0 + i * rb + b * si.block_bytes;
+        const __m256i hi = two ? unpack_block(blk + si.block_bytes, si.wbits) : _mm256_setzero_si256();
+        r[i] = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_block(blk, si.wbits)), hi, 1);
+      }
+      transpose16(r);
+      for (int q = 0; q < (two ? 16 : 8); ++q) _mm512_storeu_si512(panel + (b * 8 + q) * 64, r[q]);
+    }
+    for (int64_t g = 0; g < s.G; ++g)
+      for (int64_t i = 0; i < kPanel; ++i)
+        sc[(p * s.G + g) * kPanel + i] = i < nr ? _cvtsh_ss(w.scales[(n0 + p * kPanel + i) * s.G + g]) : 0.0f;
   }
 }
 
-// acc[i][j] over tokens m0+i (MR of them) and rows j of the unpacked tile starting at row r0.
-template <int MR>
-void tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, const int8_t *a,
-          const int32_t *asum, const float *scale, const uint8_t *u, int64_t n0, int64_t r0,
-          int64_t rows, int64_t m0, float *y) {
+// y for tokens m0..m0+MR-1 and the rows of panels p0..p0+NP-1 of the task at row n0 (rows of
+// the task in all). a: staged activations, row stride la. Float operations in the reference's
+// order (IntEpilogue): acc += scale * float(dot) per group, then acc * token_scale + bias.
+template <int MR, int NP>
+void gemm_tile(const lowbit_weight &w, const Geometry &s, int64_t la, const int8_t *a, const int32_t *asum,
+               const float *scale, const uint8_t *u, const float *sc, int64_t n0, int64_t rows, int64_t p0,
+               int64_t m0, float *y) {
   const int off = scheme_info(w.scheme).code_offset;
-  const int nr = static_cast<int>(std::min<int64_t>(kNR, rows - r0));  // valid rows here
-  float accf[MR][kNR] = {};
+  const int8_t *am[MR];
+  LOWBIT_UNROLL
+  for (int i = 0; i < MR; ++i) am[i] = a + (m0 + i) * la;
+  const uint8_t *up = u + p0 * kPanel * s.L;
+  // Float accumulators live in L1 (32 zmm would not fit beside the integer ones); they are
+  // touched once per group.
+  alignas(64) float accf[MR][NP][kPanel] = {};
   for (int64_t g = 0; g < s.G; ++g) {
-    __m512i acc[MR][kNR];
+    __m512i acc[MR][NP];
     LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
       LOWBIT_UNROLL
-      for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_setzero_si512();
-    const int64_t base = g * s.gp;
-    for (int64_t c = 0; c < s.gp; c += 64) {
-      __m512i wv[kNR];
+      for (int j = 0; j < NP; ++j) acc[i][j] = _mm512_setzero_si512();
+    for (int64_t k = g * s.gp, e = k + s.gp; k < e; k += 4) {
+      __m512i wv[NP];
       LOWBIT_UNROLL
-      for (int j = 0; j < kNR; ++j) wv[j] = _mm512_loadu_si512(u + (r0 + j) * s.L + base + c);
+      for (int j = 0; j < NP; ++j) wv[j] = _mm512_loadu_si512(up + j * kPanel * s.L + k * kPanel);
       LOWBIT_UNROLL
-      for (int i = 0; i < MR; ++i) {
-        const __m512i av = _mm512_loadu_si512(a + (m0 + i) * s.L + base + c);
+      for (int i = 0; i < MR; ++i)
         LOWBIT_UNROLL
-        for (int j = 0; j < kNR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], wv[j], av);
-      }
+        for (int j = 0; j < NP; ++j) acc[i][j] = dpbusd_bcast(acc[i][j], wv[j], am[i] + k);
     }
     LOWBIT_UNROLL
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i) {
+      const __m512i o = _mm512_set1_epi32(off * asum[(m0 + i) * s.G + g]);
       LOWBIT_UNROLL
-      for (int j = 0; j < nr; ++j) {
-        const int32_t dot = _mm512_reduce_add_epi32(acc[i][j]) - off * asum[(m0 + i) * s.G + g];
-        accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], dot);
+      for (int j = 0; j < NP; ++j) {
+        const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], o));
+        const __m512 sg = _mm512_loadu_ps(sc + ((p0 + j) * s.G + g) * kPanel);
+        _mm512_store_ps(accf[i][j], _mm512_add_ps(_mm512_load_ps(accf[i][j]), _mm512_mul_ps(sg, dot)));
       }
+    }
   }
   LOWBIT_UNROLL
-  for (int i = 0; i < MR; ++i)
+  for (int j = 0; j < NP; ++j) {
+    const int64_t r0 = (p0 + j) * kPanel, nr = std::min(kPanel, rows - r0);
+    const __mmask16 mk = static_cast<__mmask16>((1u << nr) - 1);
+    const __m512 bias = w.bias ? _mm512_maskz_loadu_ps(mk, w.bias + n0 + r0) : _mm512_setzero_ps();
     LOWBIT_UNROLL
-    for (int j = 0; j < nr; ++j)
-      y[(m0 + i) * w.N + n0 + r0 + j] = ep.finish(n0 + r0 + j, accf[i][j], scale[m0 + i]);
+    for (int i = 0; i < MR; ++i)
+      _mm512_mask_storeu_ps(y + (m0 + i) * w.N + n0 + r0, mk,
+                            _mm512_add_ps(_mm512_mul_ps(_mm512_load_ps(accf[i][j]), _mm512_set1_ps(scale[m0 + i])), bias));
+  }
+}
+
+// gemm_tile for mr (1..kMR) tokens and np (1..kNP) panels.
+using GemmTile = void (*)(const lowbit_weight &, const Geometry &, int64_t, const int8_t *, const int32_t *,
+                          const float *, const uint8_t *, const float *, int64_t, int64_t, int64_t, int64_t, float *);
+template <int... I>
+constexpr std::array<GemmTile, 2 * kMR> gemm_tiles(std::integer_sequence<int, I...>) {
+  return {gemm_tile<I % kMR + 1, I / kMR + 1>...};
+}
+constexpr auto kGemmTiles = gemm_tiles(std::make_integer_sequence<int, kMR * kNP>());
+
+void gemm(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
+  const Geometry s = make_geometry(w, kBlock);
+  // Activation rows one line longer than s.L: with a stride that is a multiple of 4 KiB (K =
+  // 4096) the 8 tokens' lines of the microkernel would all fall into one L1 set (8 ways).
+  Geometry sa = s;
+  sa.L += 64;
+  std::vector<int8_t> a(static_cast<size_t>(M * sa.L));
+  std::vector<int32_t> asum(static_cast<size_t>(M * s.G));
+  stage_int8(sa, q, M, a.data(), asum.data());
+  run_tiles(w.N, M, kGemmTaskRows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
+    static thread_local std::vector<uint8_t> ubuf;
+    static thread_local std::vector<float> sbuf;
+    uint8_t *u = scratch(ubuf, static_cast<size_t>(kGemmTaskRows * s.L));
+    float *sc = scratch(sbuf, static_cast<size_t>(kGemmTaskRows * s.G));
+    unpack_panels(w, s, n0, rows, u, sc);
+    const int64_t np = (rows + kPanel - 1) / kPanel;
+    // Tokens outer: the 8 tokens' activations stay in L1/L2 while the task's panels (L2) stream past.
+    for (int64_t m = m0; m < m0 + mc; m += kMR)
+      for (int64_t p = 0; p < np; p += kNP) {
+        const int64_t mr = std::min<int64_t>(kMR, m0 + mc - m), npp = std::min<int64_t>(kNP, np - p);
+        kGemmTiles[(npp - 1) * kMR + mr - 1](w, s, sa.L, a.data(), asum.data(), scale, u, sc, n0, rows, p, m, y);
+      }
+  });
 }
 
 // ---- fused GEMV (decode_chunk, byte_chunk_perm: gemv.h) ------------------------------------
@@ -185,32 +285,7 @@ void integer(const lowbit_weight &w, const int8_t *q, const float *scale, int64_
     else gemv<3>(w, q, scale, M, y);
     return;
   }
-  Geometry s = make_geometry(w, 64);
-  // Row stride of the staged activations and unpacked rows: a multiple of 4 KiB (K = 4096)
-  // would put the 4 tokens' and 4 rows' lines of the microkernel into one L1 set (8 ways);
-  // 64 bytes of padding per row spread them (the tile never reads the padding).
-  s.L += 64;
-  std::vector<int8_t> a(static_cast<size_t>(M * s.L));
-  std::vector<int32_t> asum(static_cast<size_t>(M * s.G));
-  stage_int8(s, q, M, a.data(), asum.data());
-  const IntEpilogue ep{w, s.G};
-  const int64_t task_rows = rows_per_task(M);
-  run_tiles(w.N, M, task_rows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
-    static thread_local std::vector<uint8_t> ubuf;
-    uint8_t *u = scratch(ubuf, static_cast<size_t>(task_rows * s.L));
-    unpack_rows(w, s, n0, rows, u);
-    // Tokens outer: a 4-token slice of activations stays in L1 while the task's rows (L2)
-    // stream past it.
-    for (int64_t m = m0; m < m0 + mc; m += kMR)
-      for (int64_t r0 = 0; r0 < rows; r0 += kNR) {
-        switch (std::min<int64_t>(kMR, m0 + mc - m)) {
-          case 4: tile<4>(w, s, ep, a.data(), asum.data(), scale, u, n0, r0, rows, m, y); break;
-          case 3: tile<3>(w, s, ep, a.data(), asum.data(), scale, u, n0, r0, rows, m, y); break;
-          case 2: tile<2>(w, s, ep, a.data(), asum.data(), scale, u, n0, r0, rows, m, y); break;
-          default: tile<1>(w, s, ep, a.data(), asum.data(), scale, u, n0, r0, rows, m, y); break;
-        }
-      }
-  });
+  gemm(w, q, scale, M, y);
 }
 
 }  // namespace lowbit::avx512

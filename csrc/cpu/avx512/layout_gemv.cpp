@@ -31,6 +31,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/avx512/gemv.h"  // dpbusd_bcast
 #include "cpu/common/tiling.h"
 
 namespace lowbit::avx512 {
@@ -125,14 +126,6 @@ inline void decode_block(const uint8_t *blk, __m512i u[8]) {
     u[6] = _mm512_and_si512(_mm512_ternarylogic_epi32(_mm512_srli_epi32(P, 6), _mm512_srli_epi32(Q, 4), m3, 0xE4), m7);
     u[7] = _mm512_and_si512(_mm512_ternarylogic_epi32(_mm512_srli_epi32(R, 6), _mm512_srli_epi32(Q, 5), m3, 0xE4), m7);
   }
-}
-
-// acc += u . broadcast(4 bytes at p), with the broadcast as vpdpbusd's {1to16} memory operand:
-// GCC does not fold _mm512_set1_epi32 into it, and a separate vpbroadcastd costs a vector-pipe
-// slot on Zen 4 (one per vpdpbusd here: it measured 12 instead of ~9 cycles per 128 codes).
-inline __m512i dpbusd_bcast(__m512i acc, __m512i u, const int8_t *p) {
-  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*reinterpret_cast<const int32_t *>(p)));
-  return acc;
 }
 
 // One tile (16 rows) from t, MT tokens from m0; P activation planes (4 digit planes for
