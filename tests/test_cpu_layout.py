@@ -35,19 +35,19 @@ def test_which_schemes_have_a_layout():
 
 
 def spec_lut_index(codes, scheme):
-    """Ternary/binary: panels of 32 rows, idx[j][32] (docs/formats.md), transcribed plainly."""
+    """Ternary/binary: panels of 128 rows, idx[j][128] (docs/formats.md), transcribed plainly."""
     N, K = codes.shape
     Kp = (K + 31) // 32 * 32
-    P = (N + 31) // 32
-    c = torch.zeros(P * 32, Kp, dtype=torch.int64)  # codes past K as packed: 0 (their activations are 0)
+    P = (N + 127) // 128
+    c = torch.zeros(P * 128, Kp, dtype=torch.int64)  # codes past K as packed: 0 (their activations are 0)
     c[:N, :K] = codes.long()
     per_byte = 4 if scheme == "ternary" else 8
     out = bytearray()
     for p in range(P):
         for j in range(Kp // per_byte):
-            for r in range(32):
-                x = c[p * 32 + r, j * per_byte:(j + 1) * per_byte].tolist()
-                if p * 32 + r >= N:
+            for r in range(128):
+                x = c[p * 128 + r, j * per_byte:(j + 1) * per_byte].tolist()
+                if p * 128 + r >= N:
                     out.append(0)
                 elif scheme == "ternary":
                     out.append(sum((x[i] == 2) << i for i in range(4)) | sum((x[i] == 0) << i for i in range(4)) << 4)

@@ -11,7 +11,7 @@
 // multiplication anywhere (tables, lookups and sums are adds and subtracts).
 //
 // The index (plus | minus << 4 per byte; binary: two plus nibbles) is the CPU layout of
-// formats.h (kLutRows = 32 rows per panel, one sequential stream per panel), read in place
+// formats.h (kLutRows = 128 rows per panel, one sequential stream per panel), read in place
 // when the caller prepacked it, built per call otherwise. The table of 16 entries is repeated
 // in entries 16-31, so that vpermw, which reads the low 5 bits of an index word, can take the
 // low nibble without masking. Tables: tab[token][4-code group][32] int16. int16 lanes absorb
@@ -27,12 +27,12 @@
 namespace lowbit::avx512 {
 namespace {
 
-constexpr int kMaxR = 4;              // panels per kernel call (128 rows)
-constexpr int kMT = 4;                // tokens per kernel call
-constexpr int64_t kChunkTokens = 64;  // tokens whose tables are built at a time (bounded memory)
+constexpr int kSub = kLutRows / 32;    // 32-row vectors per panel column (vpermw: 32 words)
+constexpr int kMT = 4;                 // tokens per kernel call
+constexpr int64_t kChunkTokens = 64;   // tokens whose tables are built at a time (bounded memory)
 
-// Index of panel p (rows 32p..32p+31; rows past N: 0) into out[row_bytes][32] (per call, when
-// the caller gave no CPU layout; the same bytes as lowbit_prepack_cpu).
+// Index of panel p (rows kLutRows*p ...; rows past N: 0) into out[row_bytes][kLutRows] (per
+// call, when the caller gave no CPU layout; the same bytes as lowbit_prepack_cpu).
 void build_index(const lowbit_weight &w, int64_t p, uint8_t *out) {
   const bool binary = w.scheme == LOWBIT_BINARY;
   const int64_t rb = row_bytes(w.scheme, w.K), bb = scheme_info(w.scheme).block_bytes;
@@ -75,24 +75,28 @@ void build_tables(const int8_t *x, int64_t K, int64_t nkg, int16_t *tab) {
   }
 }
 
-// dot[i][r * 32 + l] += the sums over index bytes [j0, j1) for MT tokens and R panels.
+// Software prefetch distance along a panel's index stream (into L2). On the development VM
+// (ternary / binary 4096x4096, one token, two threads; four alternating runs each, ad-hoc
+// timings): none ~15 / ~11 GB/s, 4 KiB ~20 / ~16, 16 KiB ~21.5 / ~17.5, 64 KiB ~20 / ~16.
+constexpr int64_t kPrefetchBytes = 16384;
+
+// dot[i][r * 32 + l] += the sums over index columns [j0, j1) of one panel, for MT tokens and
+// its first R 32-row vectors (R < kSub only in the last panel).
 template <bool kBinary, int MT, int R>
-void lut_span(const uint8_t *idx, int64_t idx_stride, const int16_t *tab, int64_t tab_stride, int64_t j0,
-              int64_t j1, int32_t *dot) {
+void lut_span(const uint8_t *idx, const int16_t *tab, int64_t tab_stride, int64_t j0, int64_t j1, int32_t *dot) {
   __m512i acc[MT][R];
   LOWBIT_UNROLL
   for (int i = 0; i < MT; ++i)
     LOWBIT_UNROLL
     for (int r = 0; r < R; ++r) acc[i][r] = _mm512_setzero_si512();
   for (int64_t j = j0; j < j1; ++j) {
+    const uint8_t *col = idx + j * kLutRows;
+    LOWBIT_UNROLL
+    for (int l = 0; l < kLutRows; l += 64) _mm_prefetch(reinterpret_cast<const char *>(col + kPrefetchBytes + l), _MM_HINT_T1);
     __m512i lo[R], hi[R];
     LOWBIT_UNROLL
     for (int r = 0; r < R; ++r) {
-      const uint8_t *p = idx + r * idx_stride + j * kLutRows;
-      // The next panel group's bytes, into L2: the panels of a group are R streams, which
-      // the hardware prefetchers alone followed poorly (as in layout_gemv.cpp).
-      if (j % 2 == 0) _mm_prefetch(reinterpret_cast<const char *>(p + R * idx_stride), _MM_HINT_T1);
-      lo[r] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)));
+      lo[r] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(col + 32 * r)));
       hi[r] = _mm512_srli_epi16(lo[r], 4);
     }
     LOWBIT_UNROLL
@@ -117,7 +121,7 @@ void lut_span(const uint8_t *idx, int64_t idx_stride, const int16_t *tab, int64_
   for (int i = 0; i < MT; ++i)
     LOWBIT_UNROLL
     for (int r = 0; r < R; ++r) {
-      int32_t *d = dot + (i * kMaxR + r) * kLutRows;
+      int32_t *d = dot + i * kLutRows + r * 32;
       const __m512i lo = _mm512_cvtepi16_epi32(_mm512_castsi512_si256(acc[i][r]));
       const __m512i hi = _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(acc[i][r], 1));
       _mm512_storeu_si512(d, _mm512_add_epi32(_mm512_loadu_si512(d), lo));
@@ -125,17 +129,16 @@ void lut_span(const uint8_t *idx, int64_t idx_stride, const int16_t *tab, int64_
     }
 }
 
-// Rows of R panels from p0 for MT tokens from m (their tables at tab).
+// The rows of panel p (its first R 32-row vectors) for MT tokens from m (their tables at tab).
 template <bool kBinary, int MT, int R>
-void lut_tile(const lowbit_weight &w, const Geometry &s, const uint8_t *idx,
-              int64_t idx_stride, const int16_t *tab, int64_t tab_stride, const int32_t *tsum, const float *scale,
-              int64_t p0, int64_t m, float *y) {
+void lut_tile(const lowbit_weight &w, const Geometry &s, const uint8_t *idx, const int16_t *tab, int64_t tab_stride,
+              const int32_t *tsum, const float *scale, int64_t p, int64_t m, float *y) {
   constexpr int64_t bb = kBinary ? 4 : 8;           // index bytes per block of 32 codes
   constexpr int64_t widen = kBinary ? 32 : 64;      // index bytes an int16 lane absorbs
-  alignas(64) int32_t dot[MT * kMaxR * kLutRows];
-  alignas(64) float accf[MT][kMaxR * kLutRows] = {};
-  alignas(64) float sc[kMaxR * kLutRows];
-  const int64_t n0 = p0 * kLutRows, rows = std::min<int64_t>(R * kLutRows, w.N - n0);
+  alignas(64) int32_t dot[MT * kLutRows];
+  alignas(64) float accf[MT][kLutRows] = {};
+  alignas(64) float sc[kLutRows];
+  const int64_t n0 = p * kLutRows, rows = std::min<int64_t>(R * 32, w.N - n0);
   // The epilogue 16 rows at a time, with the reference's operations in its order (IntEpilogue:
   // acc += scale * (float)dot per group, then acc * token scale + bias): bit-identical, and
   // a scalar loop per row had cost ~10% of a 4096x4096 GEMV.
@@ -143,12 +146,12 @@ void lut_tile(const lowbit_weight &w, const Geometry &s, const uint8_t *idx,
     std::memset(dot, 0, sizeof dot);
     const int64_t j_end = (g * s.bpg + s.group_blocks(g)) * bb;
     for (int64_t j = g * s.bpg * bb; j < j_end; j += widen)
-      lut_span<kBinary, MT, R>(idx, idx_stride, tab, tab_stride, j, std::min(j_end, j + widen), dot);
+      lut_span<kBinary, MT, R>(idx, tab, tab_stride, j, std::min(j_end, j + widen), dot);
     for (int64_t r = 0; r < (rows + 15) / 16 * 16; ++r) sc[r] = r < rows ? _cvtsh_ss(w.scales[(n0 + r) * s.G + g]) : 0.0f;
     for (int i = 0; i < MT; ++i) {
       const __m512i ts = _mm512_set1_epi32(kBinary ? tsum[(m + i) * s.G + g] : 0);
       for (int64_t r = 0; r < rows; r += 16) {
-        __m512i d = _mm512_loadu_si512(dot + (i * kMaxR + r / kLutRows) * kLutRows + r % kLutRows);
+        __m512i d = _mm512_loadu_si512(dot + i * kLutRows + r);
         if (kBinary) d = _mm512_sub_epi32(_mm512_add_epi32(d, d), ts);
         const __m512 a = _mm512_add_ps(_mm512_load_ps(&accf[i][r]), _mm512_mul_ps(_mm512_load_ps(sc + r), _mm512_cvtepi32_ps(d)));
         _mm512_store_ps(&accf[i][r], a);
@@ -166,16 +169,15 @@ void lut_tile(const lowbit_weight &w, const Geometry &s, const uint8_t *idx,
 }
 
 template <bool kBinary, int R>
-void lut_tokens(const lowbit_weight &w, const Geometry &s, const uint8_t *idx,
-                int64_t idx_stride, const int16_t *tab, int64_t tab_stride, const int32_t *tsum, const float *scale,
-                int64_t p0, int64_t m0, int64_t mc, float *y) {
+void lut_tokens(const lowbit_weight &w, const Geometry &s, const uint8_t *idx, const int16_t *tab, int64_t tab_stride,
+                const int32_t *tsum, const float *scale, int64_t p, int64_t m0, int64_t mc, float *y) {
   for (int64_t i = 0; i < mc; i += kMT) {
     const int16_t *tb = tab + i * tab_stride;
     switch (std::min<int64_t>(kMT, mc - i)) {
-      case 4: lut_tile<kBinary, 4, R>(w, s, idx, idx_stride, tb, tab_stride, tsum, scale, p0, m0 + i, y); break;
-      case 3: lut_tile<kBinary, 3, R>(w, s, idx, idx_stride, tb, tab_stride, tsum, scale, p0, m0 + i, y); break;
-      case 2: lut_tile<kBinary, 2, R>(w, s, idx, idx_stride, tb, tab_stride, tsum, scale, p0, m0 + i, y); break;
-      default: lut_tile<kBinary, 1, R>(w, s, idx, idx_stride, tb, tab_stride, tsum, scale, p0, m0 + i, y); break;
+      case 4: lut_tile<kBinary, 4, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
+      case 3: lut_tile<kBinary, 3, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
+      case 2: lut_tile<kBinary, 2, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
+      default: lut_tile<kBinary, 1, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
     }
   }
 }
@@ -207,19 +209,15 @@ void lut_matmul(const lowbit_weight &w, const int8_t *q, const float *scale, int
     const int64_t mc = std::min(kChunkTokens, M - c0);
     if (mc == 1) build_tables(q + c0 * w.K, w.K, nkg, tab);
     else parallel_for(mc, [&](int64_t i) { build_tables(q + (c0 + i) * w.K, w.K, nkg, tab + i * tab_stride); });
-    // Few tokens: one panel at a time, so that each thread reads one sequential stream (with
-    // the next panel prefetched) - 4 panels side by side were 4 streams the prefetchers
-    // followed poorly (ternary 4096x4096, one token: 0.29 -> 0.23 ms in an ad-hoc timing). More tokens: 4 panels
-    // share every table load.
-    const int64_t step = mc <= 3 ? 1 : kMaxR;
+    // A panel (128 rows) is one sequential stream, and each table load serves its 4 vectors.
     run_row_ranges(panels, mc * w.K * kLutRows, [&](int64_t p0, int64_t count) {
-      for (int64_t p = p0; p < p0 + count; p += step) {
+      for (int64_t p = p0; p < p0 + count; ++p) {
         const uint8_t *ix = idx + p * idx_stride;
-        switch (std::min<int64_t>(step, p0 + count - p)) {
-          case 4: lut_tokens<kBinary, 4>(w, s, ix, idx_stride, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
-          case 3: lut_tokens<kBinary, 3>(w, s, ix, idx_stride, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
-          case 2: lut_tokens<kBinary, 2>(w, s, ix, idx_stride, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
-          default: lut_tokens<kBinary, 1>(w, s, ix, idx_stride, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
+        switch (std::min<int64_t>(kSub, (w.N - p * kLutRows + 31) / 32)) {
+          case 4: lut_tokens<kBinary, 4>(w, s, ix, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
+          case 3: lut_tokens<kBinary, 3>(w, s, ix, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
+          case 2: lut_tokens<kBinary, 2>(w, s, ix, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
+          default: lut_tokens<kBinary, 1>(w, s, ix, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
         }
       }
     });

@@ -157,13 +157,13 @@ struct CpuLayout {
 };
 
 // Ternary and binary: the index of the lookup-table kernel (cpu/avx512/addonly_lut.cpp). Rows in
-// panels of 32 (the last padded with zero bytes); a panel is idx[j][32 rows] bytes, j along the
+// panels of 128 (the last padded with zero bytes); a panel is idx[j][128 rows] bytes, j along the
 // row (row_bytes of them: the same size as the codes), byte j of a block being
 //   ternary (8 per block): plus nibble of codes 4j..4j+3 | minus nibble << 4
 //   binary  (4 per block): plus nibble of codes 8j..8j+3 | plus nibble of codes 8j+4..8j+7 << 4
 // where bit i of a nibble says that its code i is +1 (plus) / -1 (minus). Scales stay in the
 // canonical array.
-constexpr int64_t kLutRows = 32;
+constexpr int64_t kLutRows = 128;
 
 inline int64_t cpu_layout_bytes(lowbit_scheme s, int64_t N, int64_t K, int64_t group_size) {
   if (!has_cpu_layout(s)) return 0;
