@@ -47,10 +47,10 @@ def cpu_name():
     return platform.processor() or "unknown"
 
 
-def samples(fn, n_copies, budget_s, min_reps, state):
+def samples(fn, n_copies, budget_s, min_reps, state, max_reps=200):
     """Times (s) of fn(i) over calls that rotate i through the copies, for about budget_s."""
     times, start = [], time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < 200):
+    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < max_reps):
         i = state[0] = (state[0] + 1) % n_copies
         t0 = time.perf_counter()
         fn(i)
@@ -59,30 +59,43 @@ def samples(fn, n_copies, budget_s, min_reps, state):
 
 
 def paired_medians(fns, budget_s, rounds=4):
-    """Median seconds of each (fn, n_copies) in fns, measured in interleaved rounds (A B C A B C
-    ...) so that a slow spell of this shared VM (neighbours' memory traffic) hits the baseline
-    and the kernel alike instead of skewing their ratio."""
+    """Median seconds of each (fn, n_copies, label[, calls per round]) in fns, measured in
+    interleaved rounds (A B C A B C ...) so that a slow spell of this shared VM (neighbours'
+    memory traffic) hits the baseline and the kernel alike instead of skewing their ratio."""
     out = [[] for _ in fns]
     states = [[0] for _ in fns]
-    for fn, n, _ in fns:
+    for fn, *_ in fns:
         fn(0)  # warm up (thread pool, allocator)
     for _ in range(rounds):
-        for k, (fn, n, _) in enumerate(fns):
-            out[k] += samples(fn, n, budget_s / rounds, max(1, MIN_REPS // 2), states[k])
+        for k, (fn, n, _, *per_round) in enumerate(fns):
+            if per_round:
+                out[k] += samples(fn, n, 0.0, per_round[0], states[k])
+            else:
+                out[k] += samples(fn, n, budget_s / rounds, max(1, MIN_REPS // 2), states[k])
     return [statistics.median(t) for t in out]
 
 
-def dram_bandwidth():
-    """GB/s of a torch sum over a 1 GiB float32 buffer (median of 7): this run's DRAM read speed."""
-    buf = torch.ones(1 << 28)
-    buf.sum()
-    ts = []
-    for _ in range(7):
-        t0 = time.perf_counter()
-        buf.sum()
-        ts.append(time.perf_counter() - t0)
-    del buf
-    return (1 << 30) / statistics.median(ts) / 1e9
+class DramBandwidth:
+    """The machine's DRAM read speed: GB/s of a torch sum over a 1 GiB float32 buffer. This VM's
+    bandwidth drifts by 20-50% within minutes (neighbours), so besides a first measurement
+    (median of 7) every one-token row measures it again in its own interleaved rounds, and its
+    'of BW' is relative to that (probes keeps them all for the header)."""
+    BYTES = 1 << 30
+
+    def __init__(self):
+        self.buf = torch.ones(self.BYTES // 4)
+        self.buf.sum()
+        ts = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            self.buf.sum()
+            ts.append(time.perf_counter() - t0)
+        self.first = self.BYTES / statistics.median(ts) / 1e9
+        self.probes = []
+
+    def probe(self):
+        """An entry for paired_medians: one 1 GiB sum per round."""
+        return (lambda i: self.buf.sum(), 1, "dram", 1)
 
 
 def copies_for(nbytes):
@@ -121,18 +134,22 @@ def bench_shape(N, K, schemes, ms, budget, gen, bw):
             x = torch.randn(M, K, generator=gen)
             xb = x.bfloat16()
             wf, wb = dense[torch.float32], dense[torch.bfloat16]
-            t, tf, tb = paired_medians([
-                (lambda i: ops.linear(x, copies[i][0], copies[i][1], copies[i][2], None, scheme, K, gs, copies[i][3]),
-                 len(copies),
-                 "lowbit"),
-                (lambda i: torch.nn.functional.linear(x, wf[i]), len(wf), "fp32"),
-                (lambda i: torch.nn.functional.linear(xb, wb[i]), len(wb), "bf16")], budget)
+            fns = [(lambda i: ops.linear(x, copies[i][0], copies[i][1], copies[i][2], None, scheme, K, gs,
+                                         copies[i][3]), len(copies), "lowbit"),
+                   (lambda i: torch.nn.functional.linear(x, wf[i]), len(wf), "fp32"),
+                   (lambda i: torch.nn.functional.linear(xb, wb[i]), len(wb), "bf16")]
+            if M == 1:  # memory-bound: its bandwidth fraction matters, so measure the bandwidth beside it
+                fns.append(bw.probe())
+            t, tf, tb, *tbw = paired_medians(fns, budget)
+            row_bw = DramBandwidth.BYTES / tbw[0] / 1e9 if tbw else bw.first
+            if tbw:
+                bw.probes.append(row_bw)
             gbs = nbytes / t / 1e9
             rows.append(dict(N=N, K=K, M=M, scheme=scheme, group_size=gs, ms=t * 1e3, weight_bytes=nbytes,
-                             gbps=gbs, bw_frac=gbs / bw, torch_fp32_ms=tf * 1e3, torch_bf16_ms=tb * 1e3,
-                             speedup_fp32=tf / t, speedup_bf16=tb / t))
+                             gbps=gbs, dram_gbps=row_bw, bw_frac=gbs / row_bw, torch_fp32_ms=tf * 1e3,
+                             torch_bf16_ms=tb * 1e3, speedup_fp32=tf / t, speedup_bf16=tb / t))
             r = rows[-1]
-            print(f"{N:>6}x{K:<6} M={M:<4} {scheme:8} {r['ms']:9.3f} ms {gbs:6.1f} GB/s ({r['bw_frac']:4.0%})"
+            print(f"{N:>6}x{K:<6} M={M:<4} {scheme:8} {r['ms']:9.3f} ms {gbs:6.1f} GB/s ({r['bw_frac']:4.0%} of {row_bw:.1f})"
                   f"  x{r['speedup_fp32']:6.2f} vs fp32  x{r['speedup_bf16']:6.2f} vs bf16", flush=True)
         del copies
     del dense
@@ -143,17 +160,22 @@ def write_markdown(path, meta, rows):
     lines = ["# lowbit CPU kernels vs torch dense matmul", "",
              f"- date: {meta['date']}", f"- command: `{meta['command']}`", f"- machine: {meta['cpu']}, "
              f"{meta['threads']} threads, ISA {meta['isa']}, torch {meta['torch']}",
-             f"- measured DRAM read bandwidth (torch sum over 1 GiB): {meta['dram_gbps']:.1f} GB/s",
+             f"- measured DRAM read bandwidth (torch sum over 1 GiB): {meta['dram_gbps']:.1f} GB/s at the start; "
+             f"measured again beside every one-token row: median {meta['dram_gbps_median']:.1f}, range "
+             f"{meta['dram_gbps_min']:.1f}-{meta['dram_gbps_max']:.1f} GB/s",
              f"- 1-minute load average at start / end: {meta.get('loadavg_1min_start', float('nan')):.2f} / "
              f"{meta.get('loadavg_1min_end', float('nan')):.2f}; run took {meta['elapsed_s'] / 60:.1f} min"
              + (f"; note: {meta['note']}" if meta.get("note") else ""),
              "- weights rotated through > 256 MiB of copies (nothing from L3); median times",
              "- GB/s: packed weight bytes (codes + scales + zeros) per second; 'of BW': fraction of the "
-             "measured bandwidth", "- speedup: torch fp32 (bf16) F.linear time / lowbit time, same shape, same run",
-             "", "| N x K | M | scheme | ms | GB/s | of BW | vs fp32 | vs bf16 |", "|---|---|---|---|---|---|---|---|"]
+             "bandwidth measured in the same interleaved rounds as the row (M = 1 rows; other rows: of the "
+             "first measurement)", "- speedup: torch fp32 (bf16) F.linear time / lowbit time, same shape, same run",
+             "", "| N x K | M | scheme | ms | GB/s | DRAM GB/s | of BW | vs fp32 | vs bf16 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['N']}x{r['K']} | {r['M']} | {r['scheme']} | {r['ms']:.3f} | {r['gbps']:.1f} | "
-                     f"{r['bw_frac']:.0%} | {r['speedup_fp32']:.2f}x | {r['speedup_bf16']:.2f}x |")
+                     f"{r.get('dram_gbps', meta['dram_gbps']):.1f} | {r['bw_frac']:.0%} | {r['speedup_fp32']:.2f}x | "
+                     f"{r['speedup_bf16']:.2f}x |")
     dense = {}
     for r in rows:
         dense.setdefault((r["N"], r["K"], r["M"]), (r["torch_fp32_ms"], r["torch_bf16_ms"]))
@@ -216,15 +238,17 @@ def main():
     MIN_REPS = 2 if args.quick else 3
     gen = torch.Generator().manual_seed(0)
     load0 = os.getloadavg()[0]  # recorded: a busy machine makes every number here meaningless
-    bw = dram_bandwidth()
-    print(f"DRAM read bandwidth: {bw:.1f} GB/s; lowbit ISA {lowbit._C.cpu_isa()}, {args.threads} threads")
+    bw = DramBandwidth()
+    print(f"DRAM read bandwidth: {bw.first:.1f} GB/s; lowbit ISA {lowbit._C.cpu_isa()}, {args.threads} threads")
     t0 = time.time()
     rows = []
     for N, K in shapes:
         rows += bench_shape(N, K, schemes, ms, budget, gen, bw)
     meta = dict(date=datetime.datetime.now().isoformat(timespec="seconds"),
                 command="python " + " ".join(["bench/cpu_bench.py"] + sys.argv[1:]), cpu=cpu_name(),
-                threads=args.threads, isa=lowbit._C.cpu_isa(), torch=torch.__version__, dram_gbps=bw,
+                threads=args.threads, isa=lowbit._C.cpu_isa(), torch=torch.__version__, dram_gbps=bw.first,
+                dram_gbps_median=statistics.median(bw.probes or [bw.first]),
+                dram_gbps_min=min(bw.probes or [bw.first]), dram_gbps_max=max(bw.probes or [bw.first]),
                 lowbit=lowbit.backend_info(), elapsed_s=time.time() - t0,
                 loadavg_1min_start=load0, loadavg_1min_end=os.getloadavg()[0], note=args.note)
     os.makedirs(OUT, exist_ok=True)

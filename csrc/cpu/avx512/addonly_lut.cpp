@@ -209,18 +209,32 @@ void lut_matmul(const lowbit_weight &w, const int8_t *q, const float *scale, int
     const int64_t mc = std::min(kChunkTokens, M - c0);
     if (mc == 1) build_tables(q + c0 * w.K, w.K, nkg, tab);
     else parallel_for(mc, [&](int64_t i) { build_tables(q + (c0 + i) * w.K, w.K, nkg, tab + i * tab_stride); });
-    // A panel (128 rows) is one sequential stream, and each table load serves its 4 vectors.
-    run_row_ranges(panels, mc * w.K * kLutRows, [&](int64_t p0, int64_t count) {
-      for (int64_t p = p0; p < p0 + count; ++p) {
-        const uint8_t *ix = idx + p * idx_stride;
-        switch (std::min<int64_t>(kSub, (w.N - p * kLutRows + 31) / 32)) {
-          case 4: lut_tokens<kBinary, 4>(w, s, ix, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
-          case 3: lut_tokens<kBinary, 3>(w, s, ix, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
-          case 2: lut_tokens<kBinary, 2>(w, s, ix, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
-          default: lut_tokens<kBinary, 1>(w, s, ix, tab, tab_stride, tsum, scale, p, c0, mc, y); break;
-        }
+    // Tokens i0..i0+n of the chunk (their tables from tab + i0 * tab_stride) against panel p.
+    auto panel = [&](int64_t p, int64_t i0, int64_t n) {
+      const uint8_t *ix = idx + p * idx_stride;
+      const int16_t *tb = tab + i0 * tab_stride;
+      switch (std::min<int64_t>(kSub, (w.N - p * kLutRows + 31) / 32)) {
+        case 4: lut_tokens<kBinary, 4>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
+        case 3: lut_tokens<kBinary, 3>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
+        case 2: lut_tokens<kBinary, 2>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
+        default: lut_tokens<kBinary, 1>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
       }
-    });
+    };
+    if (mc <= kMT) {
+      // Few tokens (decode): ranges of panels per task; a panel (128 rows) is one sequential
+      // stream, and each table load serves its 4 vectors.
+      run_row_ranges(panels, mc * w.K * kLutRows, [&](int64_t p0, int64_t count) {
+        for (int64_t p = p0; p < p0 + count; ++p) panel(p, 0, mc);
+      }, /*unit=*/1);
+    } else {
+      // More: one task per panel and group of kMT tokens, so that few panels (N = 576: 5) still
+      // keep every thread busy; a panel's index is re-read from L2 for each group either way.
+      const int64_t groups = (mc + kMT - 1) / kMT;
+      parallel_for(panels * groups, [&](int64_t t) {
+        const int64_t i0 = t % groups * kMT;
+        panel(t / groups, i0, std::min<int64_t>(kMT, mc - i0));
+      });
+    }
   }
 }
 

@@ -219,7 +219,7 @@ void run_tiles_layout(const lowbit_weight &w, const Geometry &s, const TokenPlan
         case 2: tile_gemv<kBits, P, 2, P == 1 ? 4 : 1>(w, L, s, tok, t, 0, y); break;
         default: tile_gemv<kBits, P, 3, P == 1 ? 2 : 1>(w, L, s, tok, t, 0, y); break;
       }
-  });
+  }, /*unit=*/1);
 }
 
 // Up to this many tokens the digit planes win: their cost grows with every token (4 planes

@@ -168,18 +168,18 @@ void stage_chunks(const Geometry &s, const S *x, int64_t M, const uint8_t *perm,
   }
 }
 
-// The fused GEMV's thread split: each task is a contiguous range of rows (a multiple of 4),
-// a few per thread, so every thread streams long sequential runs of each row and a thread
+// The fused GEMV's thread split: each task is a contiguous range of rows (a multiple of
+// `unit`: 4-row tiles; the layout kernels pass their tiles or panels as rows, unit 1), a few per thread, so every thread streams long sequential runs of each row and a thread
 // slowed down by other load can be covered by the others. Below kSerialMacs multiply-adds in
 // all (a 576 x 576 GEMV: ~10 us on one core) the caller does it alone: waking the pool costs
 // as much (576x576 M=1: 27-130 us through the pool, 15-54 us without, in the git history of
 // bench/results/cpu.md).
 constexpr int64_t kSerialMacs = int64_t{1} << 19;
 template <typename F>
-void run_row_ranges(int64_t N, int64_t macs_per_row, F &&fn) {
+void run_row_ranges(int64_t N, int64_t macs_per_row, F &&fn, int64_t unit = 4) {
   const int threads = num_threads();
   const int64_t tasks = threads == 1 || N * macs_per_row < kSerialMacs ? 1 : 4 * threads;
-  const int64_t rows = std::max<int64_t>(4, ((N + tasks - 1) / tasks + 3) / 4 * 4);
+  const int64_t rows = std::max<int64_t>(unit, ((N + tasks - 1) / tasks + unit - 1) / unit * unit);
   parallel_for((N + rows - 1) / rows, [&](int64_t t) {
     const int64_t n0 = t * rows;
     fn(n0, std::min(rows, N - n0));
