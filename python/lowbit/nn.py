@@ -79,12 +79,12 @@ class QLinear(nn.Module):
 
     def _cpu_layout_for(self, x: torch.Tensor) -> "torch.Tensor | None":
         """The weight in the CPU layout (ops.prepack_cpu; ops.CPU_LAYOUT_SCHEMES), which
-        the AVX-512 VNNI kernels read for 1-3 tokens: built on the first CPU call and rebuilt whenever
+        the AVX-512 kernels read (1-3 tokens; ternary/binary: any count): built on the first CPU call and rebuilt whenever
         qweight, scales or zeros changed (moved, reloaded or written in place: their storage or
         version counter differs). It is a plain attribute, not a buffer, so it is neither saved
         nor moved by .to(). It holds the same bytes as the packed weight, so a layer run on a
         CPU keeps its packed weights twice. Under torch.compile no layout is used (the version
-        check cannot run inside a graph) and the float kernel serves every call."""
+        check cannot run inside a graph) and the canonical-format kernels serve every call."""
         if torch.compiler.is_compiling():
             return None
         if not self.use_cpu_layout:

@@ -96,7 +96,8 @@ def _eager(*tensors) -> bool:
 def linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
     """y = x @ dequant(W)^T + bias in the scheme's own arithmetic; any leading dims on x.
     cpu_layout: None, or prepack_cpu() of this very weight (CPU_LAYOUT_SCHEMES), which the
-    AVX-512 kernels use for 1-3 tokens (nothing checks that it matches: rebuild it when the weight changes).
+    AVX-512 kernels use for 1-3 tokens (ternary/binary: any count; nothing checks that it
+    matches: rebuild it when the weight changes).
     torch.ops.lowbit.linear, called directly when nothing traces or differentiates (_eager)."""
     if _eager(x, scales, bias):
         return _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout)
@@ -115,15 +116,16 @@ CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16", "w3a3", "ternary", "binary")
 
 
 def cpu_layout_bytes(scheme, out_features, in_features, group_size) -> int:
-    """Bytes of the CPU layout of a weight; 0 for schemes without one (w8a8, ternary, binary)."""
+    """Bytes of the CPU layout of a weight; 0 for schemes without one (w8a8, w4a8, w4a4)."""
     return _C.cpu_layout_bytes(get_scheme(scheme).id, out_features, in_features, group_size)
 
 
 def prepack_cpu(qweight, scales, zeros, scheme, in_features, group_size):
     """The CPU layout of a packed weight (uint8 tensor, docs/formats.md "CPU layout"), or None
-    for schemes without one (w8a8, ternary, binary). The same bytes as qweight + scales + zeros, rows
-    interleaved in 16s for the AVX-512 VNNI GEMV of 1-3 tokens; QLinear builds and refreshes it
-    by itself."""
+    for schemes without one (w8a8, w4a8, w4a4). w4a16/w3a16/w3a3: the same bytes as qweight +
+    scales + zeros, rows interleaved in 16s, for the AVX-512 VNNI GEMV of 1-3 tokens;
+    ternary/binary: the lookup-table kernel's index, panels of 128 rows (every token count).
+    QLinear builds and refreshes it by itself."""
     s, N = check_weight(qweight, scales, zeros, None, scheme, in_features, group_size, torch.device("cpu"))
     n = _C.cpu_layout_bytes(s.id, N, in_features, group_size)
     if n == 0:
