@@ -312,12 +312,18 @@ void run(const lowbit_weight &w, const float *x, int64_t M, float *y) {
   static thread_local std::vector<float> xtbuf, xrbuf;
   float *xt = scratch(xtbuf, static_cast<size_t>(std::max<int64_t>(1, nfull * s.Kp * kGemmMR)));
   float *xr = scratch(xrbuf, static_cast<size_t>(std::max<int64_t>(1, (M - nfull * kGemmMR) * ld)));
-  for (int64_t mb = 0; mb < nfull; ++mb)
-    for (int64_t k = 0; k < s.Kp; ++k)
-      for (int i = 0; i < kGemmMR; ++i)
-        xt[(mb * s.Kp + k) * kGemmMR + i] = k < s.K ? x[(mb * kGemmMR + i) * s.K + k] : 0.0f;
-  for (int64_t m = nfull * kGemmMR; m < M; ++m)
-    for (int64_t k = 0; k < ld; ++k) xr[(m - nfull * kGemmMR) * ld + k] = k < s.K ? x[m * s.K + k] : 0.0f;
+  // Staged by all threads (one task per 12-token block, the rest in a last task), not by the
+  // caller alone while the others wait.
+  parallel_for(nfull + 1, [&](int64_t mb) {
+    if (mb < nfull) {
+      for (int64_t k = 0; k < s.Kp; ++k)
+        for (int i = 0; i < kGemmMR; ++i)
+          xt[(mb * s.Kp + k) * kGemmMR + i] = k < s.K ? x[(mb * kGemmMR + i) * s.K + k] : 0.0f;
+      return;
+    }
+    for (int64_t m = nfull * kGemmMR; m < M; ++m)
+      for (int64_t k = 0; k < ld; ++k) xr[(m - nfull * kGemmMR) * ld + k] = k < s.K ? x[m * s.K + k] : 0.0f;
+  });
   run_tiles(w.N, M, kPanel, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
     static thread_local std::vector<float> tbuf, wbuf;
     float *tmp = scratch(tbuf, static_cast<size_t>(kPanel * s.Kp));
