@@ -24,12 +24,13 @@ thread_local bool t_inside_pool = false;
 
 // A GEMV of 4096 x 4096 at 4 bits takes ~0.3 ms; a condition-variable wake-up costs 5-50 us
 // (more on a loaded machine). Workers therefore poll for a short, bounded time (kSpin) before
-// they sleep, so back-to-back calls (a model's layers) find them awake; the bound keeps a
-// loaded 2-core machine from being starved by idle workers. 30 us was too short: between two
-// calls from Python (its checks, the next call's staging) a worker often fell asleep, and the
-// caller then did most of a short GEMV alone. 4096x4096 one-token GEMVs, six alternating runs
-// each on the development VM (ad hoc): w4a8 ~21 -> ~26 GB/s, ternary/binary ~+1 GB/s with 150 us.
-constexpr auto kSpin = std::chrono::microseconds(150);
+// they sleep, so back-to-back calls find them awake; the bound keeps a loaded 2-core machine
+// from being starved by idle workers. Longer is not better: 150 us made back-to-back 4096x4096
+// one-token GEMVs faster (w4a8 ~21 -> ~26 GB/s) but SmolLM2's decode, where torch's own threads
+// run between our calls, 1.5-1.6x slower (w4a16 18-21 -> ~12 tokens/s, two alternating runs
+// each on the development VM, ad hoc): the polling worker and torch's threads fought for the
+// two cores.
+constexpr auto kSpin = std::chrono::microseconds(30);
 
 template <typename Pred>
 bool spin_until(Pred done) {
