@@ -27,7 +27,7 @@ thread_local bool t_inside_pool = false;
 // they sleep, so back-to-back calls find them awake; the bound keeps a loaded 2-core machine
 // from being starved by idle workers. Longer is not better: 150 us made back-to-back 4096x4096
 // one-token GEMVs faster (w4a8 ~21 -> ~26 GB/s) but SmolLM2's decode, where torch's own threads
-// run between our calls, 1.5-1.6x slower (w4a16 18-21 -> ~12 tokens/s, two alternating runs
+// run between our calls, 1.6-1.7x slower (w4a16 18-21 -> ~12 tokens/s, two alternating runs
 // each on the development VM, ad hoc): the polling worker and torch's threads fought for the
 // two cores.
 constexpr auto kSpin = std::chrono::microseconds(30);
