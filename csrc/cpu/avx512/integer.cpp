@@ -29,8 +29,8 @@ namespace {
 
 // ---- GEMM (M >= kGemvMaxM) -----------------------------------------------------------------
 //
-// Measured on the development machine's Zen 4 (one thread, L2-resident operands, 512 tokens x
-// 64 rows x K = 4096): this microkernel ran at 200-225 GMAC/s of the ~230 that vpdpbusd peaks
+// Measured ad hoc on the development machine's Zen 4 (one thread, L2-resident operands, 512
+// tokens x 64 rows x K = 4096; not kept in bench/results): this microkernel ran at 200-225 GMAC/s of the ~230 that vpdpbusd peaks
 // at (bench/results/vnni_width.md); the kernel it replaced (a 4 x 4 tile over row-major codes,
 // one horizontal sum per output) at 130-155, or 100 with GCC's accumulator copies.
 constexpr int kMR = 8;                  // tokens per microkernel
@@ -174,7 +174,7 @@ void gemm_tile(const lowbit_weight &w, const Geometry &s, int64_t la, const int8
 using GemmTile = void (*)(const lowbit_weight &, const Geometry &, int64_t, const int8_t *, const int32_t *,
                           const float *, const uint8_t *, const float *, int64_t, int64_t, int64_t, int64_t, float *);
 template <int... I>
-constexpr std::array<GemmTile, 2 * kMR> gemm_tiles(std::integer_sequence<int, I...>) {
+constexpr std::array<GemmTile, kMR * kNP> gemm_tiles(std::integer_sequence<int, I...>) {
   return {gemm_tile<I % kMR + 1, I / kMR + 1>...};
 }
 constexpr auto kGemmTiles = gemm_tiles(std::make_integer_sequence<int, kMR * kNP>());

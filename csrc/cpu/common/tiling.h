@@ -169,8 +169,9 @@ void stage_chunks(const Geometry &s, const S *x, int64_t M, const uint8_t *perm,
 }
 
 // The fused GEMV's thread split: each task is a contiguous range of rows (a multiple of
-// `unit`: 4-row tiles; the layout kernels pass their tiles or panels as rows, unit 1), a few per thread, so every thread streams long sequential runs of each row and a thread
-// slowed down by other load can be covered by the others. Below kSerialMacs multiply-adds in
+// `unit`: 4-row tiles; the layout kernels pass their tiles or panels as rows, unit 1), a few
+// per thread, so every thread streams long sequential runs of each row and a thread slowed
+// down by other load can be covered by the others. Below kSerialMacs multiply-adds in
 // all (a 576 x 576 GEMV: ~10 us on one core) the caller does it alone: waking the pool costs
 // as much (576x576 M=1: 27-130 us through the pool, 15-54 us without, in the git history of
 // bench/results/cpu.md).

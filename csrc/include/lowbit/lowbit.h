@@ -128,7 +128,7 @@ lowbit_status lowbit_linear_static(const lowbit_weight *w, const void *x, lowbit
 /* The CPU layout ("prepack"): the same codes (and, for w4a16/w3a16/w3a3, scales and zero
  * points) rearranged for the AVX-512 kernels (docs/formats.md, "CPU layout"): for w4a16, w3a16,
  * w3a3 rows interleaved in tiles of 16 for the VNNI GEMV of 1-3 tokens; for
- * ternary and binary the index of the lookup-table kernel (panels of 32 rows), used at every
+ * ternary and binary the index of the lookup-table kernel (panels of 128 rows), used at every
  * token count. w8a8, w4a8 and w4a4 have none. lowbit_cpu_layout_bytes: its size in bytes, 0 when the scheme
  * has no CPU layout or on bad input. lowbit_prepack_cpu fills out (out_bytes checked).
  * Kernels without a use for it (other ISAs, more tokens) read the canonical arrays: the layout
