@@ -131,17 +131,35 @@ PYBIND11_MODULE(_C, m) {
 
 #ifdef LOWBIT_WITH_CUDA
   m.attr("CUDA_COMPILED") = true;
+  // Every CUDA function takes the stream (torch.cuda.current_stream().cuda_stream) last.
   m.def("cuda_linear", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
                           std::uintptr_t zeros, std::uintptr_t bias, std::uintptr_t x, int x_dtype, int64_t M,
-                          std::uintptr_t y, int y_dtype, std::uintptr_t stream) {
+                          std::uintptr_t y, int y_dtype, std::uintptr_t stream, bool reference) {
     const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, zeros, bias);
     lowbit_status st;
     {
       py::gil_scoped_release nogil;
-      st = lowbit_cuda_linear(&w, ptr<const void>(x), static_cast<lowbit_dtype>(x_dtype), M, ptr<void>(y),
-                              static_cast<lowbit_dtype>(y_dtype), ptr<void>(stream));
+      st = (reference ? lowbit_cuda_reference_linear : lowbit_cuda_linear)(
+          &w, ptr<const void>(x), static_cast<lowbit_dtype>(x_dtype), M, ptr<void>(y),
+          static_cast<lowbit_dtype>(y_dtype), ptr<void>(stream));
     }
     check(st);
+  });
+  m.def("cuda_quantize_act", [](std::uintptr_t x, int x_dtype, int64_t M, int64_t K, int bits, std::uintptr_t q,
+                                int64_t ldq, std::uintptr_t scale, std::uintptr_t stream) {
+    check(lowbit_cuda_quantize_act(ptr<const void>(x), static_cast<lowbit_dtype>(x_dtype), M, K, bits, ptr<int8_t>(q),
+                                   ldq, ptr<float>(scale), ptr<void>(stream)));
+  });
+  m.def("cuda_dequantize", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
+                              std::uintptr_t zeros, std::uintptr_t out, int out_dtype, bool int8, std::uintptr_t stream) {
+    const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, zeros, 0);
+    check(lowbit_cuda_dequantize(&w, ptr<void>(out), static_cast<lowbit_dtype>(out_dtype), int8, ptr<void>(stream)));
+  });
+  m.def("cuda_scale_int32", [](std::uintptr_t acc, int64_t M, int64_t N, std::uintptr_t wscale, std::uintptr_t ascale,
+                               std::uintptr_t bias, std::uintptr_t y, int y_dtype, std::uintptr_t stream) {
+    check(lowbit_cuda_scale_int32(ptr<const int32_t>(acc), M, N, ptr<const uint16_t>(wscale), ptr<const float>(ascale),
+                                  ptr<const float>(bias), ptr<void>(y), static_cast<lowbit_dtype>(y_dtype),
+                                  ptr<void>(stream)));
   });
 #else
   m.attr("CUDA_COMPILED") = false;

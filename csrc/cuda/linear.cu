@@ -1,126 +1,201 @@
-// CUDA reference kernels: one thread per output element, the scalar reference's arithmetic
-// (csrc/cpu/scalar) transcribed for the GPU so that every scheme runs on a CUDA tensor.
-// They are the correctness baseline for the tensor-core kernels of issue 4, not fast.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+// The C entry points of lowbit_cuda.h: validate what protects memory, pick a kernel, queue it.
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "core/error.h"
+#include "cuda/kernels.cuh"
 #include "lowbit/formats.h"
 #include "lowbit/lowbit_cuda.h"
 
-namespace lowbit::cuda_ref {
+using namespace lowbit;
 
-struct Desc {  // the parts of SchemeInfo a kernel needs, passed by value
-  int wbits, block_bytes, code_offset, abits;
-  bool binary;
-  Compute compute;
+namespace {
+
+lowbit_status cuda_fail(cudaError_t err, const char *what) {
+  return fail(LOWBIT_ERR_CUDA, "%s: %s", what, cudaGetErrorString(err));
+}
+
+lowbit_status check_weight(const lowbit_weight *w) {
+  if (!w || !w->qweight || !w->scales) return fail(LOWBIT_ERR_NULL, "lowbit_cuda: a required weight pointer is NULL");
+  if (w->scheme < 0 || w->scheme >= LOWBIT_NUM_SCHEMES) return fail(LOWBIT_ERR_SCHEME, "unknown scheme %d", w->scheme);
+  if (w->N <= 0 || w->K <= 0 || w->group_size <= 0) return fail(LOWBIT_ERR_SIZE, "bad sizes N=%lld K=%lld group_size=%lld",
+                                                               (long long)w->N, (long long)w->K, (long long)w->group_size);
+  if (w->group_size != w->K && w->group_size % kBlock)
+    return fail(LOWBIT_ERR_VALUE, "group_size %lld: must be a multiple of 32 or K", (long long)w->group_size);
+  if (kSchemes[w->scheme].has_zeros && !w->zeros) return fail(LOWBIT_ERR_NULL, "zeros is NULL");
+  // The tensor-core kernel reads a 4-bit block (16 bytes) with one vector load, an 8-bit one with
+  // two: rows start on 16-byte boundaries when qweight does (torch's allocations do).
+  if (reinterpret_cast<uintptr_t>(w->qweight) % 16)
+    return fail(LOWBIT_ERR_VALUE, "qweight must be 16-byte aligned on the GPU (a fresh tensor is; a view may not be)");
+  return LOWBIT_OK;
+}
+
+lowbit_status check_dtype(lowbit_dtype dt, const char *name) {
+  if (dt != LOWBIT_F32 && dt != LOWBIT_F16 && dt != LOWBIT_BF16) return fail(LOWBIT_ERR_DTYPE, "%s: unknown dtype", name);
+  return LOWBIT_OK;
+}
+
+int sm_count() {  // of the current device, cached per device: the query costs microseconds
+  static int cache[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
+  if (!cache[dev] && cudaDeviceGetAttribute(&cache[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 132;
+  return cache[dev];
+}
+
+size_t dtype_bytes(lowbit_dtype dt) { return dt == LOWBIT_F32 ? 4 : 2; }
+
+// Stream-ordered scratch, freed (on the stream) when it goes out of scope.
+struct Scratch {
+  cudaStream_t st;
+  void *ptrs[4] = {};
+  int n = 0;
+  explicit Scratch(cudaStream_t s) : st(s) {}
+  ~Scratch() {
+    for (int i = 0; i < n; ++i) cudaFreeAsync(ptrs[i], st);
+  }
+  template <typename P>
+  cudaError_t alloc(P **p, size_t bytes) {
+    const cudaError_t err = cudaMallocAsync(reinterpret_cast<void **>(p), bytes, st);
+    if (err == cudaSuccess) ptrs[n++] = *p;
+    return err;
+  }
 };
 
-__device__ inline int block_code(const uint8_t *b, int bits, int i) {
-  switch (bits) {
-    case 8: return b[i];
-    case 4: return (b[i & 15] >> ((i >> 4) * 4)) & 0xF;
-    case 2: return (b[i & 7] >> ((i >> 3) * 2)) & 0x3;
-    case 1: return (b[i >> 3] >> (i & 7)) & 0x1;
-    default: return ((b[i & 7] >> ((i >> 3) * 2)) & 0x3) | (((b[8 + (i >> 3)] >> (i & 7)) & 1) << 2);
-  }
-}
-
-__device__ inline float load(const void *p, lowbit_dtype dt, int64_t i) {
-  if (dt == LOWBIT_F32) return static_cast<const float *>(p)[i];
-  if (dt == LOWBIT_F16) return __half2float(static_cast<const __half *>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
-}
-
-__device__ inline void store(void *p, lowbit_dtype dt, int64_t i, float v) {
-  if (dt == LOWBIT_F32) static_cast<float *>(p)[i] = v;
-  else if (dt == LOWBIT_F16) static_cast<__half *>(p)[i] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
-}
-
-// One block per token: absmax reduction, then symmetric rounding (rintf = half to even).
-__global__ void quantize_act(const void *x, lowbit_dtype dt, int64_t K, int bits, int8_t *q, float *scale) {
-  const int64_t m = blockIdx.x;
-  __shared__ float red[256];
-  float amax = 0.f;
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) amax = fmaxf(amax, fabsf(load(x, dt, m * K + k)));
-  red[threadIdx.x] = amax;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
-    __syncthreads();
-  }
-  const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
-  const float s = red[0] > 0.f ? red[0] / qmax : 1.f;
-  if (threadIdx.x == 0) scale[m] = s;
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x)
-    q[m * K + k] = static_cast<int8_t>(fminf(fmaxf(rintf(load(x, dt, m * K + k) / s), -qmax), qmax));
-}
-
-__global__ void linear(Desc d, lowbit_weight w, const void *x, lowbit_dtype x_dt, const int8_t *q,
-                       const float *ascale, int64_t M, void *y, lowbit_dtype y_dt) {
-  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx >= M * w.N) return;
-  const int64_t m = idx / w.N, n = idx % w.N;
-  const int64_t G = (w.K + w.group_size - 1) / w.group_size;
-  const int64_t rb = (w.K + 31) / 32 * d.block_bytes;
-  const uint8_t *row = w.qweight + n * rb;
-  float acc = 0.f;
-  for (int64_t g = 0; g < G; ++g) {
-    const float s = __half2float(__ushort_as_half(w.scales[n * G + g]));
-    const int64_t k_end = min((g + 1) * w.group_size, w.K);
-    if (d.compute == Compute::WeightOnly) {
-      const int zero = w.zeros[n * G + g];
-      float part = 0.f;
-      for (int64_t k = g * w.group_size; k < k_end; ++k)
-        part += load(x, x_dt, m * w.K + k) *
-                static_cast<float>(block_code(row + (k / 32) * d.block_bytes, d.wbits, k % 32) - zero);
-      acc += s * part;
-    } else {
-      int32_t dot = 0;
-      for (int64_t k = g * w.group_size; k < k_end; ++k) {
-        const int u = block_code(row + (k / 32) * d.block_bytes, d.wbits, k % 32);
-        dot += q[m * w.K + k] * (d.binary ? 2 * u - 1 : u - d.code_offset);
-      }
-      acc += s * static_cast<float>(dot);
-    }
-  }
-  if (d.compute != Compute::WeightOnly) acc *= ascale[m];
-  store(y, y_dt, idx, acc + (w.bias ? w.bias[n] : 0.f));
-}
-
-}  // namespace lowbit::cuda_ref
+}  // namespace
 
 extern "C" lowbit_status lowbit_cuda_linear(const lowbit_weight *w, const void *x, lowbit_dtype x_dtype, int64_t M,
                                             void *y, lowbit_dtype y_dtype, void *stream) {
-  using namespace lowbit;
-  if (!w || !w->qweight || !w->scales || (M > 0 && (!x || !y)))
-    return fail(LOWBIT_ERR_NULL, "lowbit_cuda_linear: a required pointer is NULL");
-  if (w->scheme < 0 || w->scheme >= LOWBIT_NUM_SCHEMES) return fail(LOWBIT_ERR_SCHEME, "unknown scheme");
-  if (w->N <= 0 || w->K <= 0 || M < 0 || w->group_size <= 0) return fail(LOWBIT_ERR_SIZE, "bad sizes");
+  clear_error();
+  if (lowbit_status st = check_weight(w)) return st;
+  if (M < 0) return fail(LOWBIT_ERR_SIZE, "M must be >= 0");
+  if (M > 0 && (!x || !y)) return fail(LOWBIT_ERR_NULL, "lowbit_cuda_linear: x or y is NULL");
+  if (lowbit_status st = check_dtype(x_dtype, "x")) return st;
+  if (lowbit_status st = check_dtype(y_dtype, "y")) return st;
   if (M == 0) return LOWBIT_OK;
   const SchemeInfo &si = kSchemes[w->scheme];
-  if (si.has_zeros && !w->zeros) return fail(LOWBIT_ERR_NULL, "zeros is NULL");
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  const cuda_ref::Desc d{si.wbits, si.block_bytes, si.code_offset, si.abits, w->scheme == LOWBIT_BINARY, si.compute};
+  const bool weight_only = si.compute == Compute::WeightOnly;
+  if (weight_only && x_dtype == LOWBIT_F32) {
+    const cudaError_t err = cuda::reference_linear(*w, x, x_dtype, nullptr, nullptr, M, y, y_dtype, st);
+    return err == cudaSuccess ? LOWBIT_OK : cuda_fail(err, "reference kernel launch");
+  }
+  const int64_t nblocks = (w->K + kBlock - 1) / kBlock, Kp = nblocks * kBlock;
+  Scratch scratch(st);
+  cuda::MmaParams p{};
+  p.qweight = w->qweight;
+  p.row_bytes = nblocks * si.block_bytes;
+  p.nblocks = nblocks;
+  p.scales = w->scales;
+  p.zeros = w->zeros;
+  p.bias = w->bias;
+  p.N = w->N;
+  p.G = (w->K + w->group_size - 1) / w->group_size;
+  p.blocks_per_group = (w->group_size + kBlock - 1) / kBlock;
+  p.code_offset = w->scheme == LOWBIT_BINARY ? 1 : si.code_offset;
+  p.binary = w->scheme == LOWBIT_BINARY;
+  p.M = M;
+  p.y = y;
+  p.y_dtype = y_dtype;
+  cudaError_t err = cudaSuccess;
+  if (weight_only) {
+    p.mode = cuda::MmaMode::WeightOnly;
+    p.x = x;
+    p.ldx = w->K;
+    // The kernel reads whole blocks of 32 activations, 8 bytes at a time: a ragged K or an
+    // unaligned x is first copied into zero-padded rows.
+    if (w->K % kBlock || reinterpret_cast<uintptr_t>(x) % 8) {
+      void *xp = nullptr;
+      const size_t row = static_cast<size_t>(Kp) * 2;
+      if ((err = scratch.alloc(&xp, row * M)) != cudaSuccess) return cuda_fail(err, "cudaMallocAsync");
+      if ((err = cudaMemsetAsync(xp, 0, row * M, st)) != cudaSuccess) return cuda_fail(err, "cudaMemsetAsync");
+      if ((err = cudaMemcpy2DAsync(xp, row, x, w->K * 2, w->K * 2, M, cudaMemcpyDeviceToDevice, st)) != cudaSuccess)
+        return cuda_fail(err, "cudaMemcpy2DAsync");
+      p.x = xp;
+      p.ldx = Kp;
+    }
+  } else {
+    p.mode = p.G == 1 ? cuda::MmaMode::IntPerChannel : cuda::MmaMode::IntGrouped;
+    int8_t *q = nullptr;
+    float *ascale = nullptr;
+    if ((err = scratch.alloc(&q, static_cast<size_t>(M) * Kp)) != cudaSuccess ||
+        (err = scratch.alloc(&ascale, static_cast<size_t>(M) * sizeof(float))) != cudaSuccess)
+      return cuda_fail(err, "cudaMallocAsync");
+    if ((err = cuda::quantize_act(x, x_dtype, M, w->K, si.abits, q, Kp, ascale, st)) != cudaSuccess)
+      return cuda_fail(err, "quantize_act launch");
+    p.x = q;
+    p.ldx = Kp;
+    p.ascale = ascale;
+  }
+  const int KS = cuda::mma_splits(p, sm_count());
+  if (KS > 1 && (err = scratch.alloc(&p.partial, static_cast<size_t>(KS) * M * w->N * 4)) != cudaSuccess)
+    return cuda_fail(err, "cudaMallocAsync");
+  if ((err = cuda::mma_linear(p, si.wbits, x_dtype, KS, st)) != cudaSuccess) return cuda_fail(err, "mma_linear launch");
+  return LOWBIT_OK;
+}
+
+extern "C" lowbit_status lowbit_cuda_reference_linear(const lowbit_weight *w, const void *x, lowbit_dtype x_dtype,
+                                                      int64_t M, void *y, lowbit_dtype y_dtype, void *stream) {
+  clear_error();
+  if (lowbit_status st = check_weight(w)) return st;
+  if (M < 0) return fail(LOWBIT_ERR_SIZE, "M must be >= 0");
+  if (M > 0 && (!x || !y)) return fail(LOWBIT_ERR_NULL, "lowbit_cuda_reference_linear: x or y is NULL");
+  if (lowbit_status st = check_dtype(x_dtype, "x")) return st;
+  if (lowbit_status st = check_dtype(y_dtype, "y")) return st;
+  if (M == 0) return LOWBIT_OK;
+  const SchemeInfo &si = kSchemes[w->scheme];
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  Scratch scratch(st);
   int8_t *q = nullptr;
   float *ascale = nullptr;
+  cudaError_t err = cudaSuccess;
   if (si.compute != Compute::WeightOnly) {
-    // Stream-ordered scratch: no device-wide sync, safe under CUDA graphs' memory nodes.
-    if (cudaMallocAsync(&q, M * w->K, st) != cudaSuccess || cudaMallocAsync(&ascale, M * sizeof(float), st) != cudaSuccess)
-      return fail(LOWBIT_ERR_CUDA, "cudaMallocAsync failed: %s", cudaGetErrorString(cudaGetLastError()));
-    cuda_ref::quantize_act<<<static_cast<unsigned>(M), 256, 0, st>>>(x, x_dtype, w->K, si.abits, q, ascale);
+    if ((err = scratch.alloc(&q, static_cast<size_t>(M) * w->K)) != cudaSuccess ||
+        (err = scratch.alloc(&ascale, static_cast<size_t>(M) * sizeof(float))) != cudaSuccess)
+      return cuda_fail(err, "cudaMallocAsync");
+    if ((err = cuda::quantize_act(x, x_dtype, M, w->K, si.abits, q, w->K, ascale, st)) != cudaSuccess)
+      return cuda_fail(err, "quantize_act launch");
   }
-  const int64_t total = M * w->N;
-  cuda_ref::linear<<<static_cast<unsigned>((total + 255) / 256), 256, 0, st>>>(d, *w, x, x_dtype, q, ascale, M, y, y_dtype);
-  if (q) {
-    cudaFreeAsync(q, st);
-    cudaFreeAsync(ascale, st);
-  }
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) return fail(LOWBIT_ERR_CUDA, "CUDA launch failed: %s", cudaGetErrorString(err));
+  if ((err = cuda::reference_linear(*w, x, x_dtype, q, ascale, M, y, y_dtype, st)) != cudaSuccess)
+    return cuda_fail(err, "reference kernel launch");
   return LOWBIT_OK;
+}
+
+extern "C" lowbit_status lowbit_cuda_quantize_act(const void *x, lowbit_dtype x_dtype, int64_t M, int64_t K, int bits,
+                                                  int8_t *q, int64_t ldq, float *scale, void *stream) {
+  clear_error();
+  if (M < 0 || K <= 0 || ldq < K) return fail(LOWBIT_ERR_SIZE, "bad sizes M=%lld K=%lld ldq=%lld", (long long)M,
+                                              (long long)K, (long long)ldq);
+  if (bits != 8 && bits != 4 && bits != 3) return fail(LOWBIT_ERR_VALUE, "bits must be 8, 4 or 3, got %d", bits);
+  if (lowbit_status st = check_dtype(x_dtype, "x")) return st;
+  if (M == 0) return LOWBIT_OK;
+  if (!x || !q || !scale) return fail(LOWBIT_ERR_NULL, "lowbit_cuda_quantize_act: a pointer is NULL");
+  const cudaError_t err = cuda::quantize_act(x, x_dtype, M, K, bits, q, ldq, scale, static_cast<cudaStream_t>(stream));
+  return err == cudaSuccess ? LOWBIT_OK : cuda_fail(err, "quantize_act launch");
+}
+
+extern "C" lowbit_status lowbit_cuda_dequantize(const lowbit_weight *w, void *out, lowbit_dtype out_dtype, int int8,
+                                                void *stream) {
+  clear_error();
+  if (lowbit_status st = check_weight(w)) return st;
+  if (!out) return fail(LOWBIT_ERR_NULL, "lowbit_cuda_dequantize: out is NULL");
+  if (lowbit_status st = check_dtype(out_dtype, "out")) return st;
+  if (int8 && kSchemes[w->scheme].compute == Compute::WeightOnly)
+    return fail(LOWBIT_ERR_UNSUPPORTED, "int8 codes exist for the integer and add-only schemes only");
+  const cudaError_t err = cuda::dequantize(*w, out, out_dtype, int8 != 0, static_cast<cudaStream_t>(stream));
+  return err == cudaSuccess ? LOWBIT_OK : cuda_fail(err, "dequantize launch");
+}
+
+extern "C" lowbit_status lowbit_cuda_scale_int32(const int32_t *acc, int64_t M, int64_t N, const uint16_t *wscale,
+                                                 const float *ascale, const float *bias, void *y, lowbit_dtype y_dtype,
+                                                 void *stream) {
+  clear_error();
+  if (M < 0 || N <= 0) return fail(LOWBIT_ERR_SIZE, "bad sizes M=%lld N=%lld", (long long)M, (long long)N);
+  if (lowbit_status st = check_dtype(y_dtype, "y")) return st;
+  if (M == 0) return LOWBIT_OK;
+  if (!acc || !wscale || !ascale || !y) return fail(LOWBIT_ERR_NULL, "lowbit_cuda_scale_int32: a pointer is NULL");
+  const cudaError_t err =
+      cuda::scale_int32(acc, M, N, wscale, ascale, bias, y, y_dtype, static_cast<cudaStream_t>(stream));
+  return err == cudaSuccess ? LOWBIT_OK : cuda_fail(err, "scale_int32 launch");
 }

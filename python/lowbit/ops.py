@@ -162,10 +162,49 @@ def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_siz
             raise RuntimeError("lowbit was built without CUDA kernels; reinstall with nvcc on PATH "
                                "(LOWBIT_CUDA=ON) to run on a GPU")
         with torch.cuda.device(x.device):
-            _C.cuda_linear(*args, torch.cuda.current_stream(x.device).cuda_stream)
+            _cuda_linear(args, x, qweight, scales, zeros, b, s, N, in_features, group_size, M, y)
     else:
         raise ValueError(f"x: device {x.device.type} is not supported (cpu, cuda)")
     return y
+
+
+# From how many tokens cuBLAS beats lowbit's tensor-core kernel (csrc/cuda/mma_linear.cu), per
+# compute family, measured on an H100 (bench/results/h100.md): the kernel reads the packed
+# weights once and wins while the matmul is bound by reading them; past these counts it is
+# bound by arithmetic, and cuBLAS's Hopper GEMM (wgmma) on weights unpacked for the call wins.
+# Weight-only schemes: fp16/bf16 weights + cuBLAS; integer and add-only schemes with one group
+# per row (per-channel, the default): int8 codes + cuBLAS's int8 GEMM (torch._int_mm) + the
+# reference's epilogue, bit-exact. Grouped integer weights always take the kernel.
+CUDA_CUBLAS_FROM_M = {"weight_only": 64, "integer": 64}
+
+
+def _cuda_linear(args, x, qweight, scales, zeros, bias, s, N, K, group_size, M, y):
+    stream = torch.cuda.current_stream(x.device).cuda_stream
+    dt = _DTYPE_IDS[x.dtype]
+    if s.compute == "weight_only":
+        # float32 activations: float32 weights and cuBLAS at every M (the tensor-core kernel
+        # takes fp16/bf16), the float32 answer to float32 rounding.
+        if x.dtype == torch.float32 or M >= CUDA_CUBLAS_FROM_M["weight_only"]:
+            W = torch.empty(N, K, dtype=x.dtype, device=x.device)
+            _C.cuda_dequantize(s.id, N, K, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(zeros),
+                               W.data_ptr(), dt, False, stream)
+            y2 = y.view(M, N)
+            torch.mm(x.reshape(M, K), W.t(), out=y2)
+            if bias is not None:
+                y2.add_(bias)
+            return
+    elif group_size == K and M >= CUDA_CUBLAS_FROM_M["integer"] and K % 8 == 0 and N % 8 == 0:
+        q = torch.empty(M, K, dtype=torch.int8, device=x.device)
+        sa = torch.empty(M, dtype=torch.float32, device=x.device)
+        _C.cuda_quantize_act(x.data_ptr(), dt, M, K, s.abits, q.data_ptr(), K, sa.data_ptr(), stream)
+        Wq = torch.empty(N, K, dtype=torch.int8, device=x.device)
+        _C.cuda_dequantize(s.id, N, K, group_size, qweight.data_ptr(), scales.data_ptr(), 0, Wq.data_ptr(), dt,
+                           True, stream)
+        acc = torch._int_mm(q, Wq.t())
+        _C.cuda_scale_int32(acc.data_ptr(), M, N, scales.data_ptr(), sa.data_ptr(), _ptr(bias), y.data_ptr(), dt,
+                            stream)
+        return
+    _C.cuda_linear(*args, stream, False)
 
 
 @_linear_op.register_fake
