@@ -5,6 +5,9 @@ fp32 F.linear and of torch bf16 F.linear on the same shape, printed as a table a
 as JSON (with the machine, the command and the date). Speed claims come from runs like this.
 For DRAM-honest numbers (weights rotated through more memory than the cache holds) see
 bench/cpu_bench.py in the repository.
+
+--device cuda runs the GPU sweep of lowbit.bench_cuda instead (LLaMA-7B/70B layers, M from 1 to
+8192, weights from DRAM, CUDA-graph timing, against torch bf16; --report writes markdown + plot).
 """
 from __future__ import annotations
 
@@ -76,13 +79,20 @@ def parse_schemes(text: str):
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("--quick", action="store_true", help="one 1024x1024 shape, M in 1,16 (seconds)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: this table; cuda: the GPU sweep of lowbit.bench_cuda (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="one 1024x1024 shape, M in 1,16 (seconds); cuda: 4096x4096, M in 1,16,4096")
     p.add_argument("--schemes", type=parse_schemes, default=list(SCHEMES), help="comma-separated (default: all)")
     p.add_argument("--shapes", type=parse_shapes, default=None,
-                   help="weight shapes NxK, comma-separated (default: LLaMA-7B and SmolLM2-135M layers)")
-    p.add_argument("--m", type=parse_ints, default=None, help="batch sizes (tokens), default 1,8,64,512")
+                   help="weight shapes NxK, comma-separated (default: LLaMA-7B and SmolLM2-135M layers; "
+                        "cuda: LLaMA-7B and LLaMA-70B layers)")
+    p.add_argument("--m", type=parse_ints, default=None,
+                   help="batch sizes (tokens), default 1,8,64,512; cuda: powers of 2 from 1 to 8192")
     p.add_argument("--threads", type=int, default=None, help="threads for torch and lowbit (default: torch's)")
     p.add_argument("--out", default="lowbit-bench.json", help="JSON output file (default: %(default)s)")
+    p.add_argument("--report", default=None, metavar="PATH",
+                   help="cuda only: markdown report (tables, targets) here, its plot beside it as .png")
 
 
 def run(args) -> list[dict]:
@@ -131,13 +141,34 @@ def main(argv=None) -> int:
     return bench_command(p.parse_args(argv))
 
 
+def command_line() -> str:
+    """The command as typed, for the results file."""
+    return "lowbit bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
+
+
 def bench_command(args) -> int:
+    if getattr(args, "device", "cpu") == "cuda":
+        if not torch.cuda.is_available():
+            print(f"lowbit bench: error: --device cuda: no CUDA device (torch.cuda.is_available() is False; "
+                  f"torch {torch.__version__}, built for CUDA {torch.version.cuda})", file=sys.stderr)
+            return 2
+        if not backend_info()["cuda_compiled"]:
+            print("lowbit bench: error: --device cuda: this lowbit build has no CUDA kernels "
+                  "(backend_info()['cuda_compiled'] is False); reinstall with nvcc on PATH (LOWBIT_CUDA=ON)",
+                  file=sys.stderr)
+            return 2
+        from . import bench_cuda
+        return bench_cuda.run_sweep(args)
+    if getattr(args, "report", None):
+        print("lowbit bench: error: --report is for --device cuda (the CPU report: bench/cpu_bench.py)",
+              file=sys.stderr)
+        return 2
     info = machine()
     print(f"lowbit bench on {info['cpu']} ({info['cores']} cores), isa {info['cpu_isa']}, "
           f"{torch.get_num_threads()} torch threads, {info['num_threads']} lowbit threads")
     rows = run(args)
     out = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-           "command": "lowbit bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
+           "command": command_line(),
            "machine": info, "rows": rows}
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:
