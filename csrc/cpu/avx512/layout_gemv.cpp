@@ -225,10 +225,10 @@ void run_tiles_layout(const lowbit_weight &w, const Geometry &s, const TokenPlan
 // Up to this many tokens the digit planes win: their cost grows with every token (4 planes
 // x 64 MACs per vpdpbusd = one vpdpbusd per 16 weights and token, like the float kernel's FMA),
 // while the float kernel decodes a weight once for all tokens. bench/results/cpu_layout.md
-// (4096x4096): w4a16 1.34x / 1.09x the canonical kernel at M = 1 / 2 (M = 3 is left to the float
-// kernel; an earlier run: 1.39x / 1.20x), w3a16 2.49x / 1.60x / 1.19x at M = 1 / 2 / 3.
+// (4096x4096): w4a16 1.39x / 1.23x the canonical kernel at M = 1 / 2 (M = 3: 1.04x, left to the
+// float kernel; an earlier run: 1.34x / 1.09x), w3a16 2.42x / 1.80x / 1.36x at M = 1 / 2 / 3.
 constexpr int64_t kMaxTokensW4 = 2, kMaxTokensW3 = 3;
-// w3a3: one vpdpbusd per 64 weights and token; 1.23x / 1.26x / 1.28x the canonical GEMV (its
+// w3a3: one vpdpbusd per 64 weights and token; 1.50x / 1.50x / 1.77x the canonical GEMV (its
 // bit planes cost more to unpack) at M = 1 / 2 / 3, same file.
 constexpr int64_t kMaxTokensInt = 3;
 
