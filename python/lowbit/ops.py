@@ -169,9 +169,11 @@ def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_siz
 
 
 # From how many tokens cuBLAS beats lowbit's tensor-core kernel (csrc/cuda/mma_linear.cu), per
-# compute family, measured on an H100 (bench/results/h100.md): the kernel reads the packed
-# weights once and wins while the matmul is bound by reading them; past these counts it is
-# bound by arithmetic, and cuBLAS's Hopper GEMM (wgmma) on weights unpacked for the call wins.
+# compute family, both timed side by side on an H100 (bench/results/h100_checks.md): the kernel
+# reads the packed weights once and wins while the weights dominate the traffic; it is a GEMV
+# design that re-reads the activations for every 16-row tile, so its time grows with M, and
+# from these counts cuBLAS on weights unpacked for the call is faster (still slower than bf16
+# itself between 64 and ~4096 tokens: docs/cuda.md).
 # Weight-only schemes: fp16/bf16 weights + cuBLAS; integer and add-only schemes with one group
 # per row (per-channel, the default): int8 codes + cuBLAS's int8 GEMM (torch._int_mm) + the
 # reference's epilogue, bit-exact. Grouped integer weights always take the kernel.
