@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/checks.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/kernels.h"
@@ -19,27 +20,6 @@ namespace {
 thread_local char t_error[512] = "";
 
 bool valid_scheme(int s) { return s >= 0 && s < LOWBIT_NUM_SCHEMES; }
-bool valid_dtype(int d) { return d == LOWBIT_F32 || d == LOWBIT_F16 || d == LOWBIT_BF16; }
-
-lowbit_status check_weight(const lowbit_weight *w) {
-  if (!w) return fail(LOWBIT_ERR_NULL, "weight descriptor is NULL");
-  if (!valid_scheme(w->scheme)) return fail(LOWBIT_ERR_SCHEME, "unknown scheme %d", static_cast<int>(w->scheme));
-  const SchemeInfo &si = kSchemes[w->scheme];
-  if (w->N <= 0 || w->K <= 0)
-    return fail(LOWBIT_ERR_SIZE, "weight shape must be positive, got N=%lld K=%lld",
-                static_cast<long long>(w->N), static_cast<long long>(w->K));
-  if (w->group_size <= 0 || (w->group_size % kBlock != 0 && w->group_size != w->K))
-    return fail(LOWBIT_ERR_VALUE, "group_size must be a positive multiple of 32 or K=%lld, got %lld",
-                static_cast<long long>(w->K), static_cast<long long>(w->group_size));
-  if (!w->qweight) return fail(LOWBIT_ERR_NULL, "qweight is NULL");
-  if (!w->scales) return fail(LOWBIT_ERR_NULL, "scales is NULL");
-  if (si.has_zeros && !w->zeros) return fail(LOWBIT_ERR_NULL, "zeros is NULL (scheme %s needs zero points)", si.name);
-  if (!si.has_zeros && w->zeros)
-    return fail(LOWBIT_ERR_SCHEME, "scheme %s takes no zero points; pass zeros = NULL", si.name);
-  if (w->cpu_layout && !has_cpu_layout(w->scheme))
-    return fail(LOWBIT_ERR_SCHEME, "scheme %s has no CPU layout; pass cpu_layout = NULL", si.name);
-  return LOWBIT_OK;
-}
 
 // x (any dtype) -> float32; returns x itself when it already is float32.
 const float *as_float(const void *x, lowbit_dtype dt, int64_t n, std::vector<float> &buf) {
@@ -65,6 +45,30 @@ void store(const float *src, void *dst, lowbit_dtype dt, int64_t n) {
     for (int64_t i = 0; i < n; ++i) h[i] = float_to_bf16(src[i]);
 }
 
+}  // namespace
+
+bool valid_dtype(int d) { return d == LOWBIT_F32 || d == LOWBIT_F16 || d == LOWBIT_BF16; }
+
+lowbit_status check_weight(const lowbit_weight *w) {
+  if (!w) return fail(LOWBIT_ERR_NULL, "weight descriptor is NULL");
+  if (!valid_scheme(w->scheme)) return fail(LOWBIT_ERR_SCHEME, "unknown scheme %d", static_cast<int>(w->scheme));
+  const SchemeInfo &si = kSchemes[w->scheme];
+  if (w->N <= 0 || w->K <= 0)
+    return fail(LOWBIT_ERR_SIZE, "weight shape must be positive, got N=%lld K=%lld",
+                static_cast<long long>(w->N), static_cast<long long>(w->K));
+  if (w->group_size <= 0 || (w->group_size % kBlock != 0 && w->group_size != w->K))
+    return fail(LOWBIT_ERR_VALUE, "group_size must be a positive multiple of 32 or K=%lld, got %lld",
+                static_cast<long long>(w->K), static_cast<long long>(w->group_size));
+  if (!w->qweight) return fail(LOWBIT_ERR_NULL, "qweight is NULL");
+  if (!w->scales) return fail(LOWBIT_ERR_NULL, "scales is NULL");
+  if (si.has_zeros && !w->zeros) return fail(LOWBIT_ERR_NULL, "zeros is NULL (scheme %s needs zero points)", si.name);
+  if (!si.has_zeros && w->zeros)
+    return fail(LOWBIT_ERR_SCHEME, "scheme %s takes no zero points; pass zeros = NULL", si.name);
+  if (w->cpu_layout && !has_cpu_layout(w->scheme))
+    return fail(LOWBIT_ERR_SCHEME, "scheme %s has no CPU layout; pass cpu_layout = NULL", si.name);
+  return LOWBIT_OK;
+}
+
 lowbit_status check_io(const void *in, const char *in_name, int64_t M, const void *y, lowbit_dtype y_dtype) {
   if (M < 0) return fail(LOWBIT_ERR_SIZE, "M must be >= 0, got %lld", static_cast<long long>(M));
   if (M > 0 && !in) return fail(LOWBIT_ERR_NULL, "%s is NULL", in_name);
@@ -72,8 +76,6 @@ lowbit_status check_io(const void *in, const char *in_name, int64_t M, const voi
   if (!valid_dtype(y_dtype)) return fail(LOWBIT_ERR_DTYPE, "unknown y dtype %d", static_cast<int>(y_dtype));
   return LOWBIT_OK;
 }
-
-}  // namespace
 
 lowbit_status fail(lowbit_status status, const char *fmt, ...) {
   va_list ap;

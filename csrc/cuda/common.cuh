@@ -52,6 +52,13 @@ __device__ __forceinline__ void store_as(float *p, float v) { *p = v; }
 __device__ __forceinline__ void store_as(__half *p, float v) { *p = __float2half_rn(v); }
 __device__ __forceinline__ void store_as(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
 
+// The same with the dtype known only at run time (an output of any of the three dtypes).
+__device__ __forceinline__ void store_dtype(void *p, lowbit_dtype dt, int64_t i, float v) {
+  if (dt == LOWBIT_F32) store_as(static_cast<float *>(p) + i, v);
+  else if (dt == LOWBIT_F16) store_as(static_cast<__half *>(p) + i, v);
+  else store_as(static_cast<__nv_bfloat16 *>(p) + i, v);
+}
+
 __device__ __forceinline__ float half_bits_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
 template <typename T2>

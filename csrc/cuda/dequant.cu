@@ -22,6 +22,21 @@ struct DequantDesc {
   bool binary, weight_only, int8;
 };
 
+// The subtrahend of a code: the group's zero point (weight-only) or the scheme's offset
+// (binary ignores it: q = 2u - 1).
+__device__ __forceinline__ int zero_of(const lowbit_weight &w, const DequantDesc &d, int64_t group_index) {
+  return d.weight_only ? w.zeros[group_index] : d.code_offset;
+}
+
+// One output from code u: the signed code q (T = int8_t, or d.int8), else scale * q, the
+// reference's float weight (weight-only: q = u - zero).
+template <typename T>
+__device__ __forceinline__ void put_code(const DequantDesc &d, int u, int zero, float s, T *o) {
+  const float q = static_cast<float>(d.binary ? 2 * u - 1 : u - zero);
+  if constexpr (std::is_same_v<T, int8_t>) *o = static_cast<int8_t>(q);
+  else store_as(o, d.int8 ? q : s * q);
+}
+
 // Ragged K: one thread per block of 32 codes, T = int8_t for the signed codes.
 template <typename T>
 __global__ void dequantize_kernel(lowbit_weight w, DequantDesc d, T *out) {
@@ -33,12 +48,9 @@ __global__ void dequantize_kernel(lowbit_weight w, DequantDesc d, T *out) {
   const int64_t G = (w.K + w.group_size - 1) / w.group_size;
   const int64_t k0 = blk * 32;
   for (int j = 0; j < 32 && k0 + j < w.K; ++j) {
-    const int u = block_code(b, d.wbits, j);
     const int64_t g = (k0 + j) / w.group_size;
-    const int zero = d.weight_only ? w.zeros[n * G + g] : (d.binary ? 0 : d.code_offset);
-    const float q = static_cast<float>(d.binary ? 2 * u - 1 : u - zero);
-    if constexpr (std::is_same_v<T, int8_t>) out[n * w.K + k0 + j] = static_cast<int8_t>(q);
-    else store_as(out + n * w.K + k0 + j, d.int8 ? q : half_bits_to_float(w.scales[n * G + g]) * q);
+    put_code(d, block_code(b, d.wbits, j), zero_of(w, d, n * G + g), half_bits_to_float(w.scales[n * G + g]),
+             out + n * w.K + k0 + j);
   }
 }
 
@@ -59,14 +71,9 @@ __device__ __forceinline__ void dequant8(const lowbit_weight &w, const DequantDe
   const int64_t nb = (w.K + 31) / 32, G = (w.K + w.group_size - 1) / w.group_size, g = k0 / w.group_size;
   const uint8_t *b = w.qweight + (n * nb + k0 / 32) * d.block_bytes;
   const float s = half_bits_to_float(w.scales[n * G + g]);
-  const int zero = d.weight_only ? w.zeros[n * G + g] : (d.binary ? 0 : d.code_offset);
+  const int zero = zero_of(w, d, n * G + g);
 #pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    const int u = block_code(b, d.wbits, static_cast<int>(k0 % 32) + j);
-    const float q = static_cast<float>(d.binary ? 2 * u - 1 : u - zero);
-    if constexpr (std::is_same_v<T, int8_t>) o[j] = static_cast<int8_t>(q);
-    else store_as(o + j, d.int8 ? q : s * q);
-  }
+  for (int j = 0; j < 8; ++j) put_code(d, block_code(b, d.wbits, static_cast<int>(k0 % 32) + j), zero, s, o + j);
 }
 
 template <typename T>

@@ -50,7 +50,7 @@ cudaError_t quantize_act(const void *x, lowbit_dtype x_dtype, int64_t M, int64_t
                          int64_t ldq, float *scale, cudaStream_t st);
 
 // out [N, K] (row-major, dtype out_dtype): weight-only schemes scale * (u - zero) rounded once;
-// with int8 = true, any scheme's signed integer code q (the scales are not applied).
+// with int8 = true, an integer or add-only scheme's signed code q (scales not applied).
 cudaError_t dequantize(const lowbit_weight &w, void *out, lowbit_dtype out_dtype, bool int8, cudaStream_t st);
 
 // y [M, N] = (wscale[n] * float(acc[m, n])) * ascale[m] + bias[n], the reference's epilogue for

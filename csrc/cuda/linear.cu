@@ -1,8 +1,10 @@
 // The C entry points of lowbit_cuda.h: validate what protects memory, pick a kernel, queue it.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
+#include "core/checks.h"
 #include "core/error.h"
 #include "cuda/kernels.cuh"
 #include "lowbit/formats.h"
@@ -16,14 +18,9 @@ lowbit_status cuda_fail(cudaError_t err, const char *what) {
   return fail(LOWBIT_ERR_CUDA, "%s: %s", what, cudaGetErrorString(err));
 }
 
-lowbit_status check_weight(const lowbit_weight *w) {
-  if (!w || !w->qweight || !w->scales) return fail(LOWBIT_ERR_NULL, "lowbit_cuda: a required weight pointer is NULL");
-  if (w->scheme < 0 || w->scheme >= LOWBIT_NUM_SCHEMES) return fail(LOWBIT_ERR_SCHEME, "unknown scheme %d", w->scheme);
-  if (w->N <= 0 || w->K <= 0 || w->group_size <= 0) return fail(LOWBIT_ERR_SIZE, "bad sizes N=%lld K=%lld group_size=%lld",
-                                                               (long long)w->N, (long long)w->K, (long long)w->group_size);
-  if (w->group_size != w->K && w->group_size % kBlock)
-    return fail(LOWBIT_ERR_VALUE, "group_size %lld: must be a multiple of 32 or K", (long long)w->group_size);
-  if (kSchemes[w->scheme].has_zeros && !w->zeros) return fail(LOWBIT_ERR_NULL, "zeros is NULL");
+// The C API's weight checks (core/checks.h), plus what the GPU kernels need besides.
+lowbit_status check_gpu_weight(const lowbit_weight *w) {
+  if (lowbit_status st = check_weight(w)) return st;
   // The tensor-core kernel reads a 4-bit block (16 bytes) with one vector load, an 8-bit one with
   // two: rows start on 16-byte boundaries when qweight does (torch's allocations do).
   if (reinterpret_cast<uintptr_t>(w->qweight) % 16)
@@ -32,19 +29,29 @@ lowbit_status check_weight(const lowbit_weight *w) {
 }
 
 lowbit_status check_dtype(lowbit_dtype dt, const char *name) {
-  if (dt != LOWBIT_F32 && dt != LOWBIT_F16 && dt != LOWBIT_BF16) return fail(LOWBIT_ERR_DTYPE, "%s: unknown dtype", name);
+  if (!valid_dtype(dt)) return fail(LOWBIT_ERR_DTYPE, "unknown %s dtype %d", name, static_cast<int>(dt));
   return LOWBIT_OK;
 }
 
-int sm_count() {  // of the current device, cached per device: the query costs microseconds
-  static int cache[64] = {};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
-  if (!cache[dev] && cudaDeviceGetAttribute(&cache[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 132;
-  return cache[dev];
+// What lowbit_cuda_linear and lowbit_cuda_reference_linear both check.
+lowbit_status check_linear(const lowbit_weight *w, const void *x, lowbit_dtype x_dtype, int64_t M, const void *y,
+                           lowbit_dtype y_dtype) {
+  if (lowbit_status st = check_gpu_weight(w)) return st;
+  if (lowbit_status st = check_io(x, "x", M, y, y_dtype)) return st;
+  return check_dtype(x_dtype, "x");
 }
 
-size_t dtype_bytes(lowbit_dtype dt) { return dt == LOWBIT_F32 ? 4 : 2; }
+int sm_count() {  // of the current device, cached per device (the query costs microseconds)
+  static std::atomic<int> cache[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
+  int n = cache[dev].load(std::memory_order_relaxed);
+  if (!n) {
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 132;
+    cache[dev].store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
 
 // Stream-ordered scratch, freed (on the stream) when it goes out of scope.
 struct Scratch {
@@ -68,11 +75,7 @@ struct Scratch {
 extern "C" lowbit_status lowbit_cuda_linear(const lowbit_weight *w, const void *x, lowbit_dtype x_dtype, int64_t M,
                                             void *y, lowbit_dtype y_dtype, void *stream) {
   clear_error();
-  if (lowbit_status st = check_weight(w)) return st;
-  if (M < 0) return fail(LOWBIT_ERR_SIZE, "M must be >= 0");
-  if (M > 0 && (!x || !y)) return fail(LOWBIT_ERR_NULL, "lowbit_cuda_linear: x or y is NULL");
-  if (lowbit_status st = check_dtype(x_dtype, "x")) return st;
-  if (lowbit_status st = check_dtype(y_dtype, "y")) return st;
+  if (lowbit_status st = check_linear(w, x, x_dtype, M, y, y_dtype)) return st;
   if (M == 0) return LOWBIT_OK;
   const SchemeInfo &si = kSchemes[w->scheme];
   cudaStream_t st = static_cast<cudaStream_t>(stream);
@@ -138,11 +141,7 @@ extern "C" lowbit_status lowbit_cuda_linear(const lowbit_weight *w, const void *
 extern "C" lowbit_status lowbit_cuda_reference_linear(const lowbit_weight *w, const void *x, lowbit_dtype x_dtype,
                                                       int64_t M, void *y, lowbit_dtype y_dtype, void *stream) {
   clear_error();
-  if (lowbit_status st = check_weight(w)) return st;
-  if (M < 0) return fail(LOWBIT_ERR_SIZE, "M must be >= 0");
-  if (M > 0 && (!x || !y)) return fail(LOWBIT_ERR_NULL, "lowbit_cuda_reference_linear: x or y is NULL");
-  if (lowbit_status st = check_dtype(x_dtype, "x")) return st;
-  if (lowbit_status st = check_dtype(y_dtype, "y")) return st;
+  if (lowbit_status st = check_linear(w, x, x_dtype, M, y, y_dtype)) return st;
   if (M == 0) return LOWBIT_OK;
   const SchemeInfo &si = kSchemes[w->scheme];
   cudaStream_t st = static_cast<cudaStream_t>(stream);

@@ -66,12 +66,7 @@ __device__ __forceinline__ float epilogue(const MmaParams &p, uint32_t v, int64_
 }
 
 __device__ __forceinline__ void store_y(const MmaParams &p, int64_t m, int64_t n, float v) {
-  const int64_t i = m * p.N + n;
-  switch (p.y_dtype) {
-    case LOWBIT_F32: store_as(static_cast<float *>(p.y) + i, v); break;
-    case LOWBIT_F16: store_as(static_cast<__half *>(p.y) + i, v); break;
-    default: store_as(static_cast<__nv_bfloat16 *>(p.y) + i, v); break;
-  }
+  store_dtype(p.y, p.y_dtype, m * p.N + n, v);
 }
 
 __device__ __forceinline__ uint32_t add32(const MmaParams &p, uint32_t a, uint32_t b) {

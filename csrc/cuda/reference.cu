@@ -29,12 +29,6 @@ __device__ inline float load(const void *p, lowbit_dtype dt, int64_t i) {
   return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
 }
 
-__device__ inline void store(void *p, lowbit_dtype dt, int64_t i, float v) {
-  if (dt == LOWBIT_F32) static_cast<float *>(p)[i] = v;
-  else if (dt == LOWBIT_F16) static_cast<__half *>(p)[i] = __float2half_rn(v);
-  else static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
-}
-
 __global__ void reference_kernel(Desc d, lowbit_weight w, const void *x, lowbit_dtype x_dt, const int8_t *q,
                        const float *ascale, int64_t M, void *y, lowbit_dtype y_dt) {
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -45,7 +39,7 @@ __global__ void reference_kernel(Desc d, lowbit_weight w, const void *x, lowbit_
   const uint8_t *row = w.qweight + n * rb;
   float acc = 0.f;
   for (int64_t g = 0; g < G; ++g) {
-    const float s = __half2float(__ushort_as_half(w.scales[n * G + g]));
+    const float s = half_bits_to_float(w.scales[n * G + g]);
     const int64_t k_end = min((g + 1) * w.group_size, w.K);
     if (d.compute == Compute::WeightOnly) {
       const int zero = w.zeros[n * G + g];
@@ -64,7 +58,7 @@ __global__ void reference_kernel(Desc d, lowbit_weight w, const void *x, lowbit_
     }
   }
   if (d.compute != Compute::WeightOnly) acc *= ascale[m];
-  store(y, y_dt, idx, acc + (w.bias ? w.bias[n] : 0.f));
+  store_dtype(y, y_dt, idx, acc + (w.bias ? w.bias[n] : 0.f));
 }
 
 }  // namespace
