@@ -17,14 +17,6 @@ pytestmark = [
 TOL = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 1.5e-2}
 
 
-def cuda_paths(scheme, M, K, gs):
-    """Which dispatch path ops._cuda_linear takes (so the tests can say they covered each)."""
-    s = lowbit.SCHEMES[scheme]
-    if s.compute == "weight_only":
-        return "kernel" if M < ops.CUDA_CUBLAS_FROM_M["weight_only"] else "cublas"
-    return "int_mm" if gs == K and M >= ops.CUDA_CUBLAS_FROM_M["integer"] and K % 8 == 0 else "kernel"
-
-
 @pytest.mark.parametrize("scheme", list(lowbit.SCHEMES))
 @pytest.mark.parametrize("M", [1, 3, 13, 16, 31, 64, 100, 300])
 @pytest.mark.parametrize("N,K", [(33, 64), (17, 100), (200, 1024), (40, 2080)])
@@ -38,7 +30,7 @@ def test_cuda_matches_reference(scheme, M, N, K, group_size, dtype):
     y = qc(x.cuda())
     assert y.dtype == dtype and y.device.type == "cuda" and y.shape == (M, N)
     assert torch.isfinite(y).all()
-    assert rel_err(y.cpu(), ref) < TOL[dtype], cuda_paths(scheme, M, K, q.kernel_group_size)
+    assert rel_err(y.cpu(), ref) < TOL[dtype], ops.cuda_path(scheme, M, N, K, q.kernel_group_size, dtype)
 
 
 @pytest.mark.parametrize("scheme", ["w8a8", "w4a8", "w4a4", "w3a3", "ternary", "binary"])
@@ -58,7 +50,7 @@ def test_cuda_integer_bit_exact(scheme, M):
     finally:
         lowbit.set_cpu_isa(prev)
     got = q.to("cuda")(x.cuda()).cpu()
-    assert torch.equal(got, ref), (cuda_paths(scheme, M, K, K), (got - ref).abs().max().item())
+    assert torch.equal(got, ref), (ops.cuda_path(scheme, M, N, K, K, x.dtype), (got - ref).abs().max().item())
 
 
 @pytest.mark.parametrize("scheme", list(lowbit.SCHEMES))

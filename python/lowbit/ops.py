@@ -180,22 +180,32 @@ def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_siz
 CUDA_CUBLAS_FROM_M = {"weight_only": 64, "integer": 64}
 
 
-def _cuda_linear(args, x, qweight, scales, zeros, bias, s, N, K, group_size, M, y):
-    stream = torch.cuda.current_stream(x.device).cuda_stream
-    dt = _DTYPE_IDS[x.dtype]
+def cuda_path(scheme, M, N, K, group_size, dtype) -> str:
+    """Which path a CUDA call takes: "kernel" (lowbit's tensor-core kernel), "dense" (weights
+    dequantized to x's dtype + cuBLAS) or "int8" (int8 codes + torch._int_mm + the epilogue)."""
+    s = get_scheme(scheme)
     if s.compute == "weight_only":
         # float32 activations: float32 weights and cuBLAS at every M (the tensor-core kernel
         # takes fp16/bf16), the float32 answer to float32 rounding.
-        if x.dtype == torch.float32 or M >= CUDA_CUBLAS_FROM_M["weight_only"]:
-            W = torch.empty(N, K, dtype=x.dtype, device=x.device)
-            _C.cuda_dequantize(s.id, N, K, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(zeros),
-                               W.data_ptr(), dt, False, stream)
-            y2 = y.view(M, N)
-            torch.mm(x.reshape(M, K), W.t(), out=y2)
-            if bias is not None:
-                y2.add_(bias)
-            return
-    elif group_size == K and M >= CUDA_CUBLAS_FROM_M["integer"] and K % 8 == 0 and N % 8 == 0:
+        return "dense" if dtype == torch.float32 or M >= CUDA_CUBLAS_FROM_M["weight_only"] else "kernel"
+    if group_size == K and M >= CUDA_CUBLAS_FROM_M["integer"] and K % 8 == 0 and N % 8 == 0:
+        return "int8"
+    return "kernel"
+
+
+def _cuda_linear(args, x, qweight, scales, zeros, bias, s, N, K, group_size, M, y):
+    stream = torch.cuda.current_stream(x.device).cuda_stream
+    dt = _DTYPE_IDS[x.dtype]
+    path = cuda_path(s, M, N, K, group_size, x.dtype)
+    if path == "dense":
+        W = torch.empty(N, K, dtype=x.dtype, device=x.device)
+        _C.cuda_dequantize(s.id, N, K, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(zeros),
+                           W.data_ptr(), dt, False, stream)
+        y2 = y.view(M, N)
+        torch.mm(x.reshape(M, K), W.t(), out=y2)
+        if bias is not None:
+            y2.add_(bias)
+    elif path == "int8":
         q = torch.empty(M, K, dtype=torch.int8, device=x.device)
         sa = torch.empty(M, dtype=torch.float32, device=x.device)
         _C.cuda_quantize_act(x.data_ptr(), dt, M, K, s.abits, q.data_ptr(), K, sa.data_ptr(), stream)
@@ -205,8 +215,8 @@ def _cuda_linear(args, x, qweight, scales, zeros, bias, s, N, K, group_size, M, 
         acc = torch._int_mm(q, Wq.t())
         _C.cuda_scale_int32(acc.data_ptr(), M, N, scales.data_ptr(), sa.data_ptr(), _ptr(bias), y.data_ptr(), dt,
                             stream)
-        return
-    _C.cuda_linear(*args, stream, False)
+    else:
+        _C.cuda_linear(*args, stream, False)
 
 
 @_linear_op.register_fake
