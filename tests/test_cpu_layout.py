@@ -34,25 +34,37 @@ def test_which_schemes_have_a_layout():
         assert (n > 0) == (name in ops.CPU_LAYOUT_SCHEMES) == (name in LAYOUT_SCHEMES), name
 
 
-def spec_lut_index(codes, scheme):
-    """Ternary/binary: panels of 128 rows, idx[j][128] (docs/formats.md), transcribed plainly."""
+def spec_lut_index(codes, scheme, gs):
+    """Ternary/binary: panels of 128 rows, idx[j][128] (docs/formats.md), transcribed plainly:
+    binary bytes of two plus nibbles, ternary 16-bit words of three base-3 fields per group."""
     N, K = codes.shape
-    Kp = (K + 31) // 32 * 32
     P = (N + 127) // 128
-    c = torch.zeros(P * 128, Kp, dtype=torch.int64)  # codes past K as packed: 0 (their activations are 0)
-    c[:N, :K] = codes.long()
-    per_byte = 4 if scheme == "ternary" else 8
     out = bytearray()
+    if scheme == "binary":
+        Kp = (K + 31) // 32 * 32
+        c = torch.zeros(P * 128, Kp, dtype=torch.int64)  # codes past K as packed: 0
+        c[:N, :K] = codes.long()
+        for p in range(P):
+            for j in range(Kp // 8):
+                for r in range(128):
+                    x = c[p * 128 + r, j * 8:(j + 1) * 8].tolist()
+                    out.append(0 if p * 128 + r >= N else
+                               sum((x[i] == 1) << i for i in range(4)) | sum((x[4 + i] == 1) << i for i in range(4)) << 4)
+        return bytes(out)
+    groups = [codes[:, k0:k0 + gs].long() for k0 in range(0, K, gs)]
+    words_per_row = sum(-(-g.shape[1] // 9) for g in groups)
+    words = torch.zeros(P * 128, words_per_row, dtype=torch.int64)
+    for n in range(N):
+        j = 0
+        for g in groups:
+            c = g[n].tolist()
+            c += [1] * (-len(c) % 9)  # past the group's end: code 1 (weight 0)
+            for w0 in range(0, len(c), 9):
+                fields = [9 * c[w0 + 3 * f] + 3 * c[w0 + 3 * f + 1] + c[w0 + 3 * f + 2] for f in range(3)]
+                words[n, j] = fields[0] | fields[1] << 5 | fields[2] << 10
+                j += 1
     for p in range(P):
-        for j in range(Kp // per_byte):
-            for r in range(128):
-                x = c[p * 128 + r, j * per_byte:(j + 1) * per_byte].tolist()
-                if p * 128 + r >= N:
-                    out.append(0)
-                elif scheme == "ternary":
-                    out.append(sum((x[i] == 2) << i for i in range(4)) | sum((x[i] == 0) << i for i in range(4)) << 4)
-                else:
-                    out.append(sum((x[i] == 1) << i for i in range(4)) | sum((x[4 + i] == 1) << i for i in range(4)) << 4)
+        out += words[p * 128:(p + 1) * 128].T.contiguous().to(torch.int16).numpy().astype("<u2").tobytes()
     return bytes(out)
 
 
@@ -99,7 +111,7 @@ def test_layout_bytes_follow_the_spec(scheme, N, K, gs):
     layout = ops.prepack_cpu(qweight, scales, zeros, scheme, K, gs)
     assert layout.dtype == torch.uint8 and layout.numel() == ops.cpu_layout_bytes(scheme, N, K, gs)
     if scheme in ("ternary", "binary"):
-        assert layout.numpy().tobytes() == spec_lut_index(codes, scheme)
+        assert layout.numpy().tobytes() == spec_lut_index(codes, scheme, gs)
     else:
         assert layout.numpy().tobytes() == spec_layout(codes, scales, zeros, formats.SCHEMES[scheme].wbits, K, gs)
 
@@ -212,3 +224,32 @@ def test_qlinear_builds_and_refreshes_its_layout(scheme):
         q.use_cpu_layout = False  # the opt-out frees the layout
         torch.testing.assert_close(q(x), expect(), rtol=1e-5, atol=1e-5)
         assert not hasattr(q, "_cpu_layout")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("scheme", ["ternary", "binary"])
+@pytest.mark.parametrize("K,gs", [(8300, 8300), (8300, 4096), (1000, 32), (577, 128)])
+def test_addonly_layout_exact_at_the_largest_sums(isa, scheme, K, gs):
+    """The lookup tables on the CPU layout (ternary base 3, binary nibbles), 1-9 tokens: exact
+    integer sums with unit scales when every weight and activation is at its extreme (int16
+    lanes at their limit before they widen), on random ones, and across group boundaries."""
+    s = formats.SCHEMES[scheme]
+    gen = torch.Generator().manual_seed(K + gs)
+    N = 45
+    qweight, scales, _, _, codes = make_weight(scheme, N, K, gs, gen, bias=False, unit_scales=True)
+    extreme = torch.full((N // 3, K), 2 if scheme == "ternary" else 1, dtype=torch.int32)  # all +1
+    extreme[N // 6:] = 0  # all -1
+    codes[: N // 3] = extreme
+    qweight = formats.pack(codes, s)
+    layout = ops.prepack_cpu(qweight, scales, None, scheme, K, gs)
+    for M in (1, 4, 9):
+        x = torch.randn(M, K, generator=gen)
+        x[0] = 1.0  # +qmax everywhere
+        if M > 1:
+            x[1] = -1.0  # -qmax everywhere
+        q, xscale = torch.ops.lowbit.quantize_act(x, s.abits)
+        expect = (q.long() @ formats.code_values(codes, s).long().T).double()
+        ref = run_linear("scalar", x, (qweight, scales, None, None, None), scheme, K, gs)  # the oracle: exact sums
+        assert torch.equal(ref.double(), (expect * xscale.double()[:, None]).float().double())
+        got = linear_with_layout(isa, x, (qweight, scales, None, None, None), scheme, K, gs, layout)
+        assert torch.equal(got, ref), (got - ref).abs().max()

@@ -160,15 +160,31 @@ lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t o
   if (out_bytes != need)
     return fail(LOWBIT_ERR_SIZE, "out has %lld bytes, the CPU layout needs %lld (lowbit_cpu_layout_bytes)",
                 static_cast<long long>(out_bytes), static_cast<long long>(need));
-  if (kSchemes[w->scheme].compute == Compute::AddOnly) {
-    const bool binary = w->scheme == LOWBIT_BINARY;
+  const int64_t panel_rows = (w->N + kLutRows - 1) / kLutRows * kLutRows;
+  if (w->scheme == LOWBIT_BINARY) {
     const int64_t rb = row_bytes(w->scheme, w->K), bb = kSchemes[w->scheme].block_bytes;
     int c[kBlock];
-    for (int64_t n = 0; n < (w->N + kLutRows - 1) / kLutRows * kLutRows; ++n) {
+    for (int64_t n = 0; n < panel_rows; ++n) {
       uint8_t *panel = out + n / kLutRows * kLutRows * rb;
       for (int64_t b = 0; b < rb / bb; ++b) {
-        for (int i = 0; i < kBlock && n < w->N; ++i) c[i] = block_code(w->qweight + n * rb + b * bb, kSchemes[w->scheme].wbits, i);
-        for (int j = 0; j < bb; ++j) panel[(b * bb + j) * kLutRows + n % kLutRows] = n < w->N ? lut_byte(c, binary, j) : 0;
+        for (int i = 0; i < kBlock && n < w->N; ++i) c[i] = block_code(w->qweight + n * rb + b * bb, 1, i);
+        for (int j = 0; j < bb; ++j) panel[(b * bb + j) * kLutRows + n % kLutRows] = n < w->N ? binary_lut_byte(c, j) : 0;
+      }
+    }
+    return LOWBIT_OK;
+  }
+  if (w->scheme == LOWBIT_TERNARY) {
+    const int64_t W = ternary_words(w->K, w->group_size), gs = w->group_size, G = num_groups(w->K, gs);
+    const int64_t wpg = ternary_words_per_group(gs), rb = row_bytes(w->scheme, w->K);
+    std::vector<int> c(static_cast<size_t>(w->K));
+    for (int64_t n = 0; n < panel_rows; ++n) {
+      uint16_t *panel = reinterpret_cast<uint16_t *>(out) + n / kLutRows * kLutRows * W;
+      if (n < w->N)
+        for (int64_t k = 0; k < w->K; ++k) c[k] = row_code(w->qweight + n * rb, w->scheme, k);
+      for (int64_t g = 0; g < G; ++g) {
+        const int64_t k0 = g * gs, len = std::min(w->K, k0 + gs) - k0;
+        for (int64_t j = 0; j < ternary_words_per_group(len); ++j)
+          panel[(g * wpg + j) * kLutRows + n % kLutRows] = n < w->N ? ternary_word(c.data() + k0, len, j) : 0;
       }
     }
     return LOWBIT_OK;

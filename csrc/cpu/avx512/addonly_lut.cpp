@@ -3,29 +3,43 @@
 //
 // Why: the masked-add kernels (addonly.cpp) spend two masked 16-bit adds per 32 weights, token
 // and row for ternary, and masked adds ran at ~0.6 per cycle on Zen 4 (below torch's fp32
-// GEMM at M = 512). Here every 4 consecutive activations of a token get a table of the 16
-// sums of their subsets (T[j] = sum of x[i] over the bits i of j, built with adds), and one
-// vpermw looks up 32 rows at once from a nibble per row: ternary sum = T[plus] - T[minus],
-// binary sum = 2 (T[plus of 4 codes] + T[plus of the next 4]) - sum x (the group sum of x,
-// staged once). A vpermw plus an add thus covers 32 rows x 4 weights. Still add-only: no
-// multiplication anywhere (tables, lookups and sums are adds and subtracts).
+// GEMM at M = 512). Here a token's activations get tables of the sums of their subsets, built
+// with adds, and one vpermw looks up 32 rows at once. Still add-only: no multiplication
+// anywhere (tables, lookups and sums are adds and subtracts).
 //
-// The index (plus | minus << 4 per byte; binary: two plus nibbles) is the CPU layout of
-// formats.h (kLutRows = 128 rows per panel, one sequential stream per panel), read in place
-// when the caller prepacked it, built per call otherwise. The table of 16 entries is repeated
-// in entries 16-31, so that vpermw, which reads the low 5 bits of an index word, can take the
-// low nibble without masking. Tables: tab[token][4-code group][32] int16. int16 lanes absorb
-// 64 (ternary) / 32 (binary) index bytes (< 2^15 / (4 * 127 * lookups per byte)) before they
-// are widened to int32. The float epilogue is the reference's (IntEpilogue's operations, 16
-// rows at a time), so results are bit-identical to the scalar kernel.
+// Two index forms (formats.h):
+// - Nibbles (binary always; ternary when the caller gave no CPU layout, since they are cheap to
+//   build per call): every 4 consecutive activations get a table of the 16 sums of their
+//   subsets, and a nibble per row picks one: ternary sum = T[plus] - T[minus], binary sum =
+//   2 (T[plus of 4 codes] + T[plus of the next 4]) - sum x (the group sum of x, staged once).
+//   The table is repeated in entries 16-31 so that vpermw, which reads the low 5 bits of an
+//   index word, can take the low nibble without masking. A vpermw plus an add or subtract
+//   covers 32 rows x 2 weights (ternary) or x 4 (binary).
+// - Base 3 (ternary's CPU layout): every triple of activations gets a table of its 27 signed
+//   sums and a 5-bit field per row picks one, three fields per 16-bit word: a vpermw plus an add
+//   covers 32 rows x 3 weights, and the index is 1.78 bits a weight instead of 2. Against the
+//   nibbles (ternary 4096x4096, one token, two threads, weights in L3: ~67 us of compute), it
+//   needs 2/3 the lookups and 8/9 the bytes; from DRAM the compute adds to the stream time
+//   nearly in full on this VM, so both count (numbers in bench/results/cpu.md).
+//
+// Index rows are in panels of kLutRows = 128 (one sequential stream per panel), read in place
+// when the caller prepacked them, built per call otherwise. Tables: tab[token][table][32] int16.
+// int16 lanes absorb 64 (ternary nibbles) / 32 (binary) index bytes or 28 base-3 words (< 2^15
+// / (lookup bound x lookups per unit)) before they are widened to int32. The float epilogue is
+// the reference's (IntEpilogue's operations, 16 rows at a time), so results are bit-identical to
+// the scalar kernel.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "cpu/common/tiling.h"
 
 namespace lowbit::avx512 {
 namespace {
+
+// Which index a call reads (see the top of the file).
+enum class Index { TernaryNibbles, BinaryNibbles, TernaryBase3 };
 
 constexpr int kSub = kLutRows / 32;    // 32-row vectors per panel column (vpermw: 32 words)
 constexpr int kMT = 4;                 // tokens per kernel call
@@ -72,6 +86,43 @@ void build_tables(const int8_t *x, int64_t K, int64_t nkg, int16_t *tab) {
       if (k < K) t = _mm512_mask_add_epi16(t, bit[i], t, _mm512_set1_epi16(x[k]));
     }
     _mm512_storeu_si512(tab + kg * 32, t);
+  }
+}
+
+// The masks of the base-3 tables: entry e < 27 of a triple's table is sum_i (d_i - 1) x_i with
+// digits e = 9 d_0 + 3 d_1 + d_2; plus[i] / minus[i] have bit e set where d_i is 2 / 0.
+struct Base3Masks {
+  __mmask32 plus[3] = {}, minus[3] = {};
+  Base3Masks() {
+    for (unsigned e = 0; e < 27; ++e) {
+      const unsigned d[3] = {e / 9, e / 3 % 3, e % 3};
+      for (int i = 0; i < 3; ++i) {
+        if (d[i] == 2) plus[i] |= 1u << e;
+        if (d[i] == 0) minus[i] |= 1u << e;
+      }
+    }
+  }
+};
+
+// Base-3 tables of one token: tab[3 W][32], table 3j + f for field f of word j (formats.h:
+// word j of the row is word j - g wpg of group g = j / wpg, its field f the triple starting at
+// 9 (j - g wpg) + 3 f of the group; places past the group's end hold weight 0: their x is not read).
+void build_tables_base3(const int8_t *x, int64_t K, int64_t gs, int64_t W, int16_t *tab) {
+  static const Base3Masks m;
+  const int64_t wpg = ternary_words_per_group(gs);
+  for (int64_t j = 0; j < W; ++j) {
+    const int64_t g = j / wpg, k_end = std::min(K, (g + 1) * gs), kb = g * gs + 9 * (j - g * wpg);
+    for (int f = 0; f < 3; ++f) {
+      __m512i t = _mm512_setzero_si512();
+      for (int i = 0; i < 3; ++i) {
+        const int64_t k = kb + 3 * f + i;
+        if (k >= k_end) break;
+        const __m512i v = _mm512_set1_epi16(x[k]);
+        t = _mm512_mask_add_epi16(t, m.plus[i], t, v);
+        t = _mm512_mask_sub_epi16(t, m.minus[i], t, v);
+      }
+      _mm512_storeu_si512(tab + (3 * j + f) * 32, t);
+    }
   }
 }
 
@@ -155,12 +206,60 @@ void lut_span(const uint8_t *idx, const int16_t *tab, int64_t tab_stride, int64_
     }
 }
 
+// The base-3 form of lut_span: words [j0, j1) of one panel (16-bit, idx[j][128 rows]); lane l of
+// vector v is row 32 v + l, and vpermw reads bits 0-4 of w, w >> 5 and w >> 10 (the higher bits
+// are ignored), so a word's three fields need two shifts.
+template <int MT, int R>
+void lut_span_base3(const uint16_t *idx, const int16_t *tab, int64_t tab_stride, int64_t j0, int64_t j1, int32_t *dot) {
+  __m512i acc[MT][R];
+  LOWBIT_UNROLL
+  for (int i = 0; i < MT; ++i)
+    LOWBIT_UNROLL
+    for (int v = 0; v < R; ++v) acc[i][v] = _mm512_setzero_si512();
+  for (int64_t j = j0; j < j1; ++j) {
+    const uint16_t *col = idx + j * kLutRows;
+    LOWBIT_UNROLL
+    for (int l = 0; l < 2 * kLutRows; l += 64) _mm_prefetch(reinterpret_cast<const char *>(col) + kPrefetchBytes + l, _MM_HINT_T1);
+    __m512i f0[R], f1[R], f2[R];
+    LOWBIT_UNROLL
+    for (int v = 0; v < R; ++v) {
+      f0[v] = _mm512_loadu_si512(col + 32 * v);
+      f1[v] = _mm512_srli_epi16(f0[v], 5);
+      f2[v] = _mm512_srli_epi16(f0[v], 10);
+    }
+    LOWBIT_UNROLL
+    for (int i = 0; i < MT; ++i) {
+      const int16_t *t = tab + i * tab_stride + 3 * j * 32;
+      const __m512i t0 = _mm512_loadu_si512(t), t1 = _mm512_loadu_si512(t + 32), t2 = _mm512_loadu_si512(t + 64);
+      LOWBIT_UNROLL
+      for (int v = 0; v < R; ++v)
+        acc[i][v] = _mm512_add_epi16(acc[i][v], _mm512_add_epi16(_mm512_permutexvar_epi16(f0[v], t0),
+                                                                  _mm512_add_epi16(_mm512_permutexvar_epi16(f1[v], t1),
+                                                                                   _mm512_permutexvar_epi16(f2[v], t2))));
+    }
+  }
+  LOWBIT_UNROLL
+  for (int i = 0; i < MT; ++i)
+    LOWBIT_UNROLL
+    for (int v = 0; v < R; ++v) {
+      int32_t *d = dot + i * kLutRows + v * 32;
+      const __m512i a = _mm512_cvtepi16_epi32(_mm512_castsi512_si256(acc[i][v]));
+      const __m512i b = _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(acc[i][v], 1));
+      _mm512_storeu_si512(d, _mm512_add_epi32(_mm512_loadu_si512(d), a));
+      _mm512_storeu_si512(d + 16, _mm512_add_epi32(_mm512_loadu_si512(d + 16), b));
+    }
+}
+
 // The rows of panel p (its first R 32-row vectors) for MT tokens from m (their tables at tab).
-template <bool kBinary, int MT, int R>
+template <Index I, int MT, int R>
 void lut_tile(const lowbit_weight &w, const Geometry &s, const uint8_t *idx, const int16_t *tab, int64_t tab_stride,
               const int32_t *tsum, const float *scale, int64_t p, int64_t m, float *y) {
-  constexpr int64_t bb = kBinary ? 4 : 8;           // index bytes per block of 32 codes
-  constexpr int64_t widen = kBinary ? 32 : 64;      // index bytes an int16 lane absorbs
+  constexpr bool kBinary = I == Index::BinaryNibbles;
+  constexpr int64_t bb = kBinary ? 4 : 8;           // nibbles: index bytes per block of 32 codes
+  // Index units (bytes; base 3: words) an int16 lane absorbs: 64 x 2 x 4 x 128 (ternary
+  // nibbles), 32 x 4 x 2 x 128 (binary, before its doubling), 28 x 3 x 3 x 128 (base 3) < 2^15.
+  constexpr int64_t widen = I == Index::TernaryBase3 ? 28 : kBinary ? 32 : 64;
+  const int64_t wpg = ternary_words_per_group(w.group_size);
   alignas(64) int32_t dot[MT * kLutRows];
   alignas(64) float accf[MT][kLutRows] = {};
   alignas(64) float sc[kLutRows];
@@ -170,9 +269,15 @@ void lut_tile(const lowbit_weight &w, const Geometry &s, const uint8_t *idx, con
   // a scalar loop per row had cost ~10% of a 4096x4096 GEMV.
   for (int64_t g = 0; g < s.G; ++g) {
     std::memset(dot, 0, sizeof dot);
-    const int64_t j_end = (g * s.bpg + s.group_blocks(g)) * bb;
-    for (int64_t j = g * s.bpg * bb; j < j_end; j += widen)
-      lut_span<kBinary, MT, R>(idx, tab, tab_stride, j, std::min(j_end, j + widen), dot);
+    if constexpr (I == Index::TernaryBase3) {
+      const int64_t j0 = g * wpg, j_end = j0 + ternary_words_per_group(std::min(w.K, (g + 1) * w.group_size) - g * w.group_size);
+      for (int64_t j = j0; j < j_end; j += widen)
+        lut_span_base3<MT, R>(reinterpret_cast<const uint16_t *>(idx), tab, tab_stride, j, std::min(j_end, j + widen), dot);
+    } else {
+      const int64_t j_end = (g * s.bpg + s.group_blocks(g)) * bb;
+      for (int64_t j = g * s.bpg * bb; j < j_end; j += widen)
+        lut_span<kBinary, MT, R>(idx, tab, tab_stride, j, std::min(j_end, j + widen), dot);
+    }
     for (int64_t r = 0; r < (rows + 15) / 16 * 16; ++r) sc[r] = r < rows ? _cvtsh_ss(w.scales[(n0 + r) * s.G + g]) : 0.0f;
     for (int i = 0; i < MT; ++i) {
       const __m512i ts = _mm512_set1_epi32(kBinary ? tsum[(m + i) * s.G + g] : 0);
@@ -194,28 +299,31 @@ void lut_tile(const lowbit_weight &w, const Geometry &s, const uint8_t *idx, con
   }
 }
 
-template <bool kBinary, int R>
+template <Index I, int R>
 void lut_tokens(const lowbit_weight &w, const Geometry &s, const uint8_t *idx, const int16_t *tab, int64_t tab_stride,
                 const int32_t *tsum, const float *scale, int64_t p, int64_t m0, int64_t mc, float *y) {
   for (int64_t i = 0; i < mc; i += kMT) {
     const int16_t *tb = tab + i * tab_stride;
     switch (std::min<int64_t>(kMT, mc - i)) {
-      case 4: lut_tile<kBinary, 4, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
-      case 3: lut_tile<kBinary, 3, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
-      case 2: lut_tile<kBinary, 2, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
-      default: lut_tile<kBinary, 1, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
+      case 4: lut_tile<I, 4, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
+      case 3: lut_tile<I, 3, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
+      case 2: lut_tile<I, 2, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
+      default: lut_tile<I, 1, R>(w, s, idx, tb, tab_stride, tsum, scale, p, m0 + i, y); break;
     }
   }
 }
 
-template <bool kBinary>
+template <Index I>
 void lut_matmul(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
+  constexpr bool kBinary = I == Index::BinaryNibbles;
   const Geometry s = make_geometry(w, kBlock);
-  const int64_t nkg = s.Kp / 4, panels = (w.N + kLutRows - 1) / kLutRows;
-  const int64_t idx_stride = kLutRows * row_bytes(w.scheme, w.K), tab_stride = nkg * 32;
+  const int64_t panels = (w.N + kLutRows - 1) / kLutRows;
+  const int64_t W = ternary_words(w.K, w.group_size);  // base 3: words per row
+  const int64_t idx_stride = I == Index::TernaryBase3 ? kLutRows * W * 2 : kLutRows * row_bytes(w.scheme, w.K);
+  const int64_t tab_stride = (I == Index::TernaryBase3 ? 3 * W : s.Kp / 4) * 32;
   const uint8_t *idx = w.cpu_layout;
   std::vector<uint8_t> built;
-  if (!idx) {
+  if (!idx) {  // nibbles only (lowbit::avx512::addonly_lut picks base 3 only with a layout)
     built.resize(static_cast<size_t>(panels * idx_stride));
     parallel_for(panels, [&](int64_t p) { build_index(w, p, built.data() + p * idx_stride); });
     idx = built.data();
@@ -231,19 +339,23 @@ void lut_matmul(const lowbit_weight &w, const int8_t *q, const float *scale, int
     }
   static thread_local std::vector<int16_t> tbuf;
   int16_t *tab = scratch(tbuf, static_cast<size_t>(std::min(M, kChunkTokens) * tab_stride));
+  auto tables = [&](int64_t m, int16_t *t) {
+    if constexpr (I == Index::TernaryBase3) build_tables_base3(q + m * w.K, w.K, w.group_size, W, t);
+    else build_tables(q + m * w.K, w.K, s.Kp / 4, t);
+  };
   for (int64_t c0 = 0; c0 < M; c0 += kChunkTokens) {
     const int64_t mc = std::min(kChunkTokens, M - c0);
-    if (mc == 1) build_tables(q + c0 * w.K, w.K, nkg, tab);
-    else parallel_for(mc, [&](int64_t i) { build_tables(q + (c0 + i) * w.K, w.K, nkg, tab + i * tab_stride); });
+    if (mc == 1) tables(c0, tab);
+    else parallel_for(mc, [&](int64_t i) { tables(c0 + i, tab + i * tab_stride); });
     // Tokens i0..i0+n of the chunk (their tables from tab + i0 * tab_stride) against panel p.
     auto panel = [&](int64_t p, int64_t i0, int64_t n) {
       const uint8_t *ix = idx + p * idx_stride;
       const int16_t *tb = tab + i0 * tab_stride;
       switch (std::min<int64_t>(kSub, (w.N - p * kLutRows + 31) / 32)) {
-        case 4: lut_tokens<kBinary, 4>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
-        case 3: lut_tokens<kBinary, 3>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
-        case 2: lut_tokens<kBinary, 2>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
-        default: lut_tokens<kBinary, 1>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
+        case 4: lut_tokens<I, 4>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
+        case 3: lut_tokens<I, 3>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
+        case 2: lut_tokens<I, 2>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
+        default: lut_tokens<I, 1>(w, s, ix, tb, tab_stride, tsum, scale, p, c0 + i0, n, y); break;
       }
     };
     if (mc <= kMT) {
@@ -267,8 +379,9 @@ void lut_matmul(const lowbit_weight &w, const int8_t *q, const float *scale, int
 }  // namespace
 
 void addonly_lut(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
-  if (w.scheme == LOWBIT_BINARY) lut_matmul<true>(w, q, scale, M, y);
-  else lut_matmul<false>(w, q, scale, M, y);
+  if (w.scheme == LOWBIT_BINARY) lut_matmul<Index::BinaryNibbles>(w, q, scale, M, y);
+  else if (w.cpu_layout) lut_matmul<Index::TernaryBase3>(w, q, scale, M, y);
+  else lut_matmul<Index::TernaryNibbles>(w, q, scale, M, y);
 }
 
 }  // namespace lowbit::avx512

@@ -157,31 +157,53 @@ struct CpuLayout {
 };
 
 // Ternary and binary: the index of the lookup-table kernel (cpu/avx512/addonly_lut.cpp). Rows in
-// panels of 128 (the last padded with zero bytes); a panel is idx[j][128 rows] bytes, j along the
-// row (row_bytes of them: the same size as the codes), byte j of a block being
-//   ternary (8 per block): plus nibble of codes 4j..4j+3 | minus nibble << 4
-//   binary  (4 per block): plus nibble of codes 8j..8j+3 | plus nibble of codes 8j+4..8j+7 << 4
-// where bit i of a nibble says that its code i is +1 (plus) / -1 (minus). Scales stay in the
-// canonical array.
+// panels of 128 (the last padded with zeros); a panel is idx[j][128 rows], j along the row, so
+// that a panel is one sequential stream. Scales stay in the canonical array.
+//
+// Binary: bytes, row_bytes of them; byte j of a block (4 per block) is
+//   plus nibble of codes 8j..8j+3 | plus nibble of codes 8j+4..8j+7 << 4
+// where bit i of a nibble says that its code i is +1.
+//
+// Ternary: 16-bit words in base 3. Each quantization group's codes go in triples from the
+// group's start (3t, 3t+1, 3t+2; places past the group's end hold code 1, weight 0); triple t's
+// field is 9 u[3t] + 3 u[3t+1] + u[3t+2] (0..26, 13 = all zero), three fields per word (bits
+// 0-4, 5-9, 10-14; bit 15 zero), ceil(len / 9) words per group of len codes. 1.78 bits a weight
+// (2 canonical), and one 32-entry table lookup (vpermw) covers 3 weights of 32 rows.
 constexpr int64_t kLutRows = 128;
+
+inline int64_t ternary_words_per_group(int64_t len) { return (len + 8) / 9; }
+inline int64_t ternary_words(int64_t K, int64_t group_size) {  // per row
+  const int64_t G = num_groups(K, group_size);
+  return (G - 1) * ternary_words_per_group(group_size) + ternary_words_per_group(K - (G - 1) * group_size);
+}
+// Word j of a group whose codes are c[0..len) (u = 0, 1, 2 for -1, 0, +1).
+inline uint16_t ternary_word(const int *c, int64_t len, int64_t j) {
+  unsigned word = 0;
+  for (int f = 0; f < 3; ++f) {
+    unsigned field = 0;
+    for (int i = 0; i < 3; ++i) {
+      const int64_t k = 9 * j + 3 * f + i;
+      field = 3 * field + static_cast<unsigned>(k < len ? c[k] : 1);
+    }
+    word |= field << (5 * f);
+  }
+  return static_cast<uint16_t>(word);
+}
 
 inline int64_t cpu_layout_bytes(lowbit_scheme s, int64_t N, int64_t K, int64_t group_size) {
   if (!has_cpu_layout(s)) return 0;
-  if (kSchemes[s].compute == Compute::AddOnly) return (N + kLutRows - 1) / kLutRows * kLutRows * row_bytes(s, K);
+  const int64_t panel_rows = (N + kLutRows - 1) / kLutRows * kLutRows;
+  if (s == LOWBIT_TERNARY) return panel_rows * ternary_words(K, group_size) * 2;
+  if (s == LOWBIT_BINARY) return panel_rows * row_bytes(s, K);
   return CpuLayout(s, N, K, group_size).bytes();
 }
 
-// Index byte j of a block of 32 codes c[] (ternary: u = 2 is +1, u = 0 is -1; binary: u = 1 is +1).
-inline uint8_t lut_byte(const int *c, bool binary, int j) {
+// Binary index byte j of a block of 32 codes c[] (u = 1 is +1).
+inline uint8_t binary_lut_byte(const int *c, int j) {
   unsigned lo = 0, hi = 0;
   for (int i = 0; i < 4; ++i) {
-    if (binary) {
-      lo |= (c[8 * j + i] == 1) << i;
-      hi |= (c[8 * j + 4 + i] == 1) << i;
-    } else {
-      lo |= (c[4 * j + i] == 2) << i;
-      hi |= (c[4 * j + i] == 0) << i;
-    }
+    lo |= (c[8 * j + i] == 1) << i;
+    hi |= (c[8 * j + 4 + i] == 1) << i;
   }
   return static_cast<uint8_t>(lo | hi << 4);
 }
