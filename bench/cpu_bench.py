@@ -60,10 +60,12 @@ def samples(fn, n_copies, budget_s, min_reps, state, max_reps=200):
     return times
 
 
-def paired_medians(fns, budget_s, rounds=4):
+def paired_medians(fns, budget_s, rounds=8):
     """Median seconds of each (fn, n_copies, label[, calls per round]) in fns, measured in
     interleaved rounds (A B C A B C ...) so that a slow spell of this shared VM (neighbours'
-    memory traffic) hits the baseline and the kernel alike instead of skewing their ratio."""
+    memory traffic) hits the baseline and the kernel alike instead of skewing their ratio.
+    8 rounds, not 4: with 4, a spell of ~0.1 s could still fall on one side's slots only (a
+    576x576 M=512 row read 2.5 ms in one sweep and 1.1-1.3 ms in A/B runs of the same code)."""
     out = [[] for _ in fns]
     states = [[0] for _ in fns]
     for fn, *_ in fns:
