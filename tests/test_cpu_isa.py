@@ -253,3 +253,19 @@ def test_linear_static_matches_scalar(isa, scheme, K):
                 mag = xd.abs() @ wd.abs().T
                 err = (outs[isa].double() - outs["scalar"].double()).abs()
                 assert (err <= 1e-5 * mag + 1e-6).all(), (err / (mag + 1e-12)).max()
+
+
+@pytest.mark.parametrize("isa", SIMD_ISAS)
+@pytest.mark.parametrize("scheme", ["w4a16", "w3a16"])
+def test_weight_only_gemm_every_token_remainder(isa, scheme):
+    """The weight-only GEMM runs up to 12 tokens per microkernel call: every count of leftover
+    tokens (M = 16..28), with the M split of a narrow layer (2 row panels, tasks starting inside a
+    12-token block) and of a wide one."""
+    gen = torch.Generator().manual_seed(5)
+    for N in (37, 301):
+        w = make_weight(scheme, N, 100, 32, gen)
+        for M in list(range(16, 29)) + [67]:
+            x = torch.randn(M, 100, generator=gen)
+            ref = run_linear("scalar", x, w, scheme, 100, 32)
+            got = run_linear(isa, x, w, scheme, 100, 32)
+            check_close(scheme, got, ref, x, w, 100, 32)
