@@ -271,7 +271,7 @@ void addonly_lut(const lowbit_weight &w, const int8_t *q, const float *scale, in
 
 void addonly(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
   // With the index prepacked, the lookup tables won at every token count measured
-  // (bench/results/cpu_layout.md, 4096x4096: ternary 1.5-3.6x, binary 1.7-3.7x at M = 1-8).
+  // (bench/results/cpu_layout.md, 4096x4096: ternary 1.7-3.9x, binary 1.6-3.2x at M = 1-8).
   // Building the index per call pays from 64 tokens (4096x4096, M = 512: ternary 59 vs 96 ms,
   // binary 25 vs 53; 576x576: 2.2 vs 3.8 ms); at 16-32 tokens the masks were as fast or
   // faster (2026-11-22, Zen 4).

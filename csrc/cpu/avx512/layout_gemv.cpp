@@ -225,10 +225,11 @@ void run_tiles_layout(const lowbit_weight &w, const Geometry &s, const TokenPlan
 // Up to this many tokens the digit planes win: their cost grows with every token (4 planes
 // x 64 MACs per vpdpbusd = one vpdpbusd per 16 weights and token, like the float kernel's FMA),
 // while the float kernel decodes a weight once for all tokens. bench/results/cpu_layout.md
-// (4096x4096): w4a16 1.39x / 1.23x the canonical kernel at M = 1 / 2 (M = 3: 1.04x, left to the
-// float kernel; an earlier run: 1.34x / 1.09x), w3a16 2.42x / 1.80x / 1.36x at M = 1 / 2 / 3.
+// (4096x4096): w4a16 1.27x / 1.15x the canonical kernel at M = 1 / 2 (M = 3: 0.94x, left to the
+// float kernel; earlier runs: 1.39x / 1.23x / 1.04x, 1.34x / 1.09x), w3a16 2.20x / 1.97x / 1.15x
+// at M = 1 / 2 / 3 (earlier: 2.42x / 1.80x / 1.36x).
 constexpr int64_t kMaxTokensW4 = 2, kMaxTokensW3 = 3;
-// w3a3: one vpdpbusd per 64 weights and token; 1.50x / 1.50x / 1.77x the canonical GEMV (its
+// w3a3: one vpdpbusd per 64 weights and token; 1.42x / 1.40x / 1.78x the canonical GEMV (its
 // bit planes cost more to unpack) at M = 1 / 2 / 3, same file.
 constexpr int64_t kMaxTokensInt = 3;
 
