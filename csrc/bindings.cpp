@@ -128,6 +128,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_cpu_isa", [](const std::string &isa) { check(lowbit_set_cpu_isa(isa.c_str())); });
   m.def("set_num_threads", &lowbit_set_num_threads);
   m.def("get_num_threads", &lowbit_get_num_threads);
+  m.def("use_openmp_runtime", [](py::object path) {
+    if (path.is_none()) return lowbit_use_openmp_runtime(nullptr);
+    const std::string p = path.cast<std::string>();
+    return lowbit_use_openmp_runtime(p.c_str());
+  });
 
 #ifdef LOWBIT_WITH_CUDA
   m.attr("CUDA_COMPILED") = true;

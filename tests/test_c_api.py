@@ -18,7 +18,7 @@ def test_c_program_links_and_passes(tmp_path):
     assert os.path.isfile(os.path.join(lowbit.get_include(), "lowbit", "lowbit.h"))
     exe = tmp_path / "embed"
     subprocess.run([cc, "-std=c99", "-Wall", "-Werror", os.path.join(HERE, "c_api", "embed.c"),
-                    "-I", lowbit.get_include(), lowbit.get_library(), "-lstdc++", "-lm", "-lpthread",
+                    "-I", lowbit.get_include(), lowbit.get_library(), "-lstdc++", "-lm", "-lpthread", "-ldl",
                     "-o", str(exe)], check=True)
     for isa in lowbit.backend_info()["cpu_isa_supported"]:
         r = subprocess.run([str(exe)], capture_output=True, text=True, env={**os.environ, "LOWBIT_ISA": isa})

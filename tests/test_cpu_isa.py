@@ -5,6 +5,8 @@ the ISA's kernels and through the scalar ones: the integer and add-only schemes 
 bit for bit (their float epilogue runs in the reference's order), the weight-only schemes
 within 1e-5 relative to the size of the terms (float summation order differs).
 """
+import os
+
 import pytest
 import torch
 
@@ -269,3 +271,43 @@ def test_weight_only_gemm_every_token_remainder(isa, scheme):
             ref = run_linear("scalar", x, w, scheme, 100, 32)
             got = run_linear(isa, x, w, scheme, 100, 32)
             check_close(scheme, got, ref, x, w, 100, 32)
+
+
+def test_thread_backends_agree():
+    """lowbit runs its CPU tasks on torch's OpenMP team when torch's backend is OpenMP (the
+    default here) and on its own pool with LOWBIT_THREADS=pool: both give bit-identical results,
+    from 1-3 threads, from two Python threads at once, and the pool is what backend_info says."""
+    import subprocess
+    import sys
+    code = """
+import threading, torch, lowbit
+from lowbit import formats, ops
+gen = torch.Generator().manual_seed(3)
+s = formats.SCHEMES["w4a8"]
+codes = torch.randint(0, 16, (301, 576), generator=gen, dtype=torch.int32)
+qw, sc = formats.pack(codes, s), (torch.rand(301, 5, generator=gen) * 0.02 + 0.01).half()
+x = torch.randn(70, 576, generator=gen)
+outs = []
+for n in (1, 2, 3):
+    lowbit.set_num_threads(n)
+    outs.append(ops.linear(x, qw, sc, None, None, "w4a8", 576, 128))
+res = [None, None]
+def run(i):
+    res[i] = ops.linear(x, qw, sc, None, None, "w4a8", 576, 128)
+ts = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+[t.start() for t in ts]; [t.join() for t in ts]
+outs += res
+assert all(torch.equal(o, outs[0]) for o in outs)
+print(lowbit.backend_info()["threads"])
+print(outs[0].double().sum().item())
+"""
+    runs = {}
+    for mode in ("openmp", "pool"):
+        env = dict(os.environ, LOWBIT_THREADS=mode)
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        runs[mode] = r.stdout.split("\n")
+    openmp_backend = "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
+    assert runs["openmp"][0].startswith("OpenMP team (") == openmp_backend, runs["openmp"][0]
+    assert runs["pool"][0] == "lowbit's own pool"
+    assert runs["openmp"][1] == runs["pool"][1]  # the same outputs

@@ -1,4 +1,7 @@
-// A small persistent thread pool for the CPU kernels. Workers sleep on a condition variable
+// Threads for the CPU kernels: a small persistent pool of lowbit's own, or, once
+// lowbit_use_openmp_runtime() has named a GNU OpenMP runtime the host already runs (the Python
+// package passes torch's), a team of that runtime, so that lowbit and the host share one set
+// of threads (threads.cpp says why). The own pool's workers sleep on a condition variable
 // between jobs after a short bounded poll (<= 30 us; long spinning would starve a loaded
 // 2-core machine), and the calling thread works too, so n threads means n-1 workers.
 #ifndef LOWBIT_CORE_THREADS_H

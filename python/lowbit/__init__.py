@@ -51,6 +51,7 @@ def backend_info() -> dict:
         "cpu_isa": _C.cpu_isa(),
         "cpu_isa_supported": _C.cpu_isa_supported().split(","),
         "num_threads": _C.get_num_threads(),
+        "threads": f"OpenMP team ({_threads_runtime})" if _threads_runtime else "lowbit's own pool",
         "cuda_compiled": bool(_C.CUDA_COMPILED),
         "cuda_available": _torch.cuda.is_available(),
         "torch": _torch.__version__,
@@ -68,3 +69,28 @@ def get_library() -> str:
 
 
 _C.set_num_threads(_torch.get_num_threads())
+
+
+def _torch_openmp_runtime():
+    """Path of the GNU OpenMP runtime torch runs its CPU ops on, or None (another backend, no
+    libgomp loaded, not Linux). lowbit's kernels then run on that runtime's threads."""
+    if "ATen parallel backend: OpenMP" not in _torch.__config__.parallel_info():
+        return None
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if "/libgomp" in path and ".so" in path:
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+# Share torch's OpenMP threads instead of a second pool that would wait for them
+# (csrc/core/threads.cpp says why; LOWBIT_THREADS=pool keeps lowbit's own pool).
+_threads_runtime = None
+if _os.environ.get("LOWBIT_THREADS", "openmp") != "pool":
+    _gomp = _torch_openmp_runtime()
+    if _gomp and _C.use_openmp_runtime(_gomp):
+        _threads_runtime = _gomp

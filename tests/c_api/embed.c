@@ -31,6 +31,9 @@ static uint32_t next(void) { rng = rng * 1664525u + 1013904223u; return rng >> 8
 static void test_w4a8_exact(void) {
   enum { N = 5, K = 70, M = 3 };
   const int64_t rb = lowbit_packed_row_bytes(LOWBIT_W4A8, K);
+  /* No host OpenMP runtime in this program: the own pool stays. */
+  CHECK(lowbit_use_openmp_runtime("/nonexistent/libgomp.so.1") == 0, "an unloaded runtime was accepted");
+  CHECK(lowbit_use_openmp_runtime(NULL) == 0, "NULL must select the own pool");
   CHECK(rb == 3 * 16, "row bytes %lld", (long long)rb);
   uint8_t codes[N * K], packed[N * 48], back[N * K];
   int8_t q[M * K];

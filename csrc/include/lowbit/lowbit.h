@@ -147,6 +147,14 @@ lowbit_status lowbit_set_cpu_isa(const char *isa);
 void lowbit_set_num_threads(int n);
 int lowbit_get_num_threads(void);
 
+/* Run the CPU kernels' threads as a team of a GNU OpenMP runtime the process has already
+ * loaded (path: that libgomp, e.g. PyTorch's torch/lib/libgomp.so.1) instead of lowbit's own
+ * pool, so that a host whose own OpenMP threads spin between its operations does not compete
+ * with a second set of threads. Returns 1 when in use, 0 when the library is not loaded or is
+ * not GNU OpenMP (the own pool stays). NULL: back to the own pool. The Python package calls it
+ * at import when torch's parallel backend is OpenMP (LOWBIT_THREADS=pool keeps the own pool). */
+int lowbit_use_openmp_runtime(const char *path);
+
 #ifdef __cplusplus
 }
 #endif
