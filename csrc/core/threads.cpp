@@ -143,10 +143,15 @@ int resolve(int n) {
 //
 // Inside PyTorch, torch's own OpenMP threads keep spinning for a few ms after each torch op.
 // A second pool on the same cores then waits for them: a 576x576 M=512 w4a16 GEMM took
-// 4.0 ms right after a torch op against 2.2 ms on its own (its worker got no core, so the
-// caller did all the work), and a transformer layer is torch ops between every pair of
-// lowbit calls. Running the tasks on the host's runtime's threads (GOMP_parallel) shares one
-// team, as torch's own ops do, and nothing is oversubscribed.
+// ~4.0 ms right after a torch op against ~2.2 ms on a team of torch's runtime, a 4096x4096
+// M=64 one ~19 against ~15 (bench/results/thread_sharing.md), and a transformer layer is torch
+// ops between every pair of lowbit calls. Running the tasks on the host runtime's threads
+// (GOMP_parallel) shares one team, as torch's own ops do, so nothing is oversubscribed.
+// The price: after ~20 ms or more without any parallel work the team's threads are asleep,
+// and the first region waits for them at its closing barrier (0.5-7 ms in the same file,
+// where the own pool, whose caller never waits for a worker that took no task, paid ~0.5);
+// torch's own first op after such a pause pays the same (64x576x576 fp32: 0.30 ms
+// back to back, 0.78 after 20 ms, 1.8 after 50, ad hoc), and in a model that op comes first.
 using GompParallel = void (*)(void (*)(void *), void *, unsigned, unsigned);
 using OmpInParallel = int (*)();
 std::atomic<GompParallel> g_gomp_parallel{nullptr};
