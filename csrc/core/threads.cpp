@@ -148,10 +148,10 @@ int resolve(int n) {
 // ops between every pair of lowbit calls. Running the tasks on the host runtime's threads
 // (GOMP_parallel) shares one team, as torch's own ops do, so nothing is oversubscribed.
 // The price: after ~20 ms or more without any parallel work the team's threads are asleep,
-// and the first region waits for them at its closing barrier (0.5-7 ms in the same file,
-// where the own pool, whose caller never waits for a worker that took no task, paid ~0.5);
-// torch's own first op after such a pause pays the same (64x576x576 fp32: 0.30 ms
-// back to back, 0.78 after 20 ms, 1.8 after 50, ad hoc), and in a model that op comes first.
+// and the first region pays their wake-up (0.5-7 ms in the same file, where the own pool's
+// condition-variable wake-up cost ~0.5); torch's own first op after such a pause pays the
+// same (64x576x576 fp32: 0.30 ms back to back, 0.78 after 20 ms, 1.8 after 50, ad hoc), and
+// in a model that op comes first.
 using GompParallel = void (*)(void (*)(void *), void *, unsigned, unsigned);
 using OmpInParallel = int (*)();
 std::atomic<GompParallel> g_gomp_parallel{nullptr};
