@@ -17,10 +17,11 @@
 //   covers 32 rows x 2 weights (ternary) or x 4 (binary).
 // - Base 3 (ternary's CPU layout): every triple of activations gets a table of its 27 signed
 //   sums and a 5-bit field per row picks one, three fields per 16-bit word: a vpermw plus an add
-//   covers 32 rows x 3 weights, and the index is 1.78 bits a weight instead of 2. Against the
-//   nibbles (ternary 4096x4096, one token, two threads, weights in L3: ~67 us of compute), it
-//   needs 2/3 the lookups and 8/9 the bytes; from DRAM the compute adds to the stream time
-//   nearly in full on this VM, so both count (numbers in bench/results/cpu.md).
+//   covers 32 rows x 3 weights, and the index is 1.78 bits a weight instead of 2: 2/3 the
+//   lookups and 8/9 the bytes of the nibbles. Against prepacked nibbles (ad-hoc A/B of two
+//   builds, 2026-11-23, not in bench/results): ~12% faster with the weights in L3, ~13% from
+//   DRAM at 11008x4096, within noise at 4096x4096; layout vs per-call nibbles is in
+//   bench/results/cpu_layout.md.
 //
 // Index rows are in panels of kLutRows = 128 (one sequential stream per panel), read in place
 // when the caller prepacked them, built per call otherwise. Tables: tab[token][table][32] int16.
