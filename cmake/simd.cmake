@@ -16,6 +16,7 @@ endif()
 set(LOWBIT_AVX2_SOURCES
   csrc/cpu/avx2/table.cpp
   csrc/cpu/avx2/weight_only.cpp
+  csrc/cpu/avx2/layout_gemv.cpp
   csrc/cpu/avx2/integer.cpp
   csrc/cpu/avx2/addonly.cpp
   csrc/cpu/avx2/quantize_act.cpp)

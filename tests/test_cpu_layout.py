@@ -1,9 +1,9 @@
-"""The CPU layout (lowbit_prepack_cpu, docs/formats.md "CPU layout") and the AVX-512 VNNI GEMV
-that reads it (csrc/cpu/avx512/layout_gemv.cpp), against the scalar reference.
+"""The CPU layout (lowbit_prepack_cpu, docs/formats.md "CPU layout") and the GEMVs that read it
+(csrc/cpu/avx512/layout_gemv.cpp, csrc/cpu/avx2/layout_gemv.cpp), against the scalar reference.
 
 The layout is checked byte for byte against an independent Python transcription of the spec;
-the kernel on odd shapes, every group-size kind, 1-4 tokens (it serves 1-3 and must hand
-the rest to the other kernels), bit-exact for the integer schemes, and for w4a16/w3a16 on
+the kernels on odd shapes, every group-size kind, 1-9 tokens (AVX-512 serves 1-3, AVX2 up to
+8 for w4a16/w3a16 and 4 for w3a3, and each must hand the rest to the other kernels), bit-exact for the integer schemes, and for w4a16/w3a16 on
 hard activations (outliers, tiny, denormal, huge, zero, Inf, NaN: its fixed point must not
 break any of them); and QLinear must rebuild the layout when its weight changes.
 """
@@ -131,7 +131,7 @@ def test_gemv_with_layout_matches_scalar(isa, scheme, K):
         for gs in group_sizes(K):
             w = make_weight(scheme, N, K, gs, gen, bias=gs != 64)
             layout = ops.prepack_cpu(w[0], w[1], w[2], scheme, K, gs)
-            for M in (1, 2, 3, 4) + ((9, 70) if scheme in ("ternary", "binary") else ()):
+            for M in (1, 2, 3, 4, 5, 8, 9) + ((70,) if scheme in ("ternary", "binary") else ()):
                 x = torch.randn(M, K, generator=gen)
                 ref = run_linear("scalar", x, w, scheme, K, gs)
                 got = linear_with_layout(isa, x, w, scheme, K, gs, layout)
@@ -140,9 +140,9 @@ def test_gemv_with_layout_matches_scalar(isa, scheme, K):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("scheme", WEIGHT_ONLY)
-@pytest.mark.parametrize("K", [1000, 4096])
+@pytest.mark.parametrize("K", [1000, 3200, 4096])  # 3200 per channel: AVX2 spans of 64 + 36 blocks
 def test_gemv_with_layout_hard_activations(isa, scheme, K):
-    """One token at a time and in pairs (the VNNI kernel's cases): a 1e4 outlier, all-positive
+    """One token at a time, in pairs and six at once (the layout kernels' cases): a 1e4 outlier, all-positive
     values, tiny (1e-30), denormal (1e-41) and huge (1e30) tokens, half zeros, all zeros; an Inf
     or NaN makes exactly that token's outputs non-finite (the call falls back to floats)."""
     gen = torch.Generator().manual_seed(K + 1)
@@ -158,7 +158,7 @@ def test_gemv_with_layout_hard_activations(isa, scheme, K):
         x[4] = 0.0
         x[5] *= 1e30
         x[6] *= 1e-41
-        for rows in ([0], [1], [2], [3], [4], [5], [6], [0, 1], [2, 5], [3, 4, 6]):
+        for rows in ([0], [1], [2], [3], [4], [5], [6], [0, 1], [2, 5], [3, 4, 6], [0, 1, 2, 3, 4, 5]):
             xs = x[rows]
             ref = run_linear("scalar", xs, w, scheme, K, gs)
             got = linear_with_layout(isa, xs, w, scheme, K, gs, layout)

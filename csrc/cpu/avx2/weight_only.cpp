@@ -68,7 +68,10 @@ void tile(const lowbit_weight &w, const Geometry &s, const float *x, const float
 
 }  // namespace
 
+bool weight_only_layout(const lowbit_weight &w, const float *x, int64_t M, float *y);  // layout_gemv.cpp
+
 void weight_only(const lowbit_weight &w, const float *x, int64_t M, float *y) {
+  if (weight_only_layout(w, x, M, y)) return;  // few tokens and a CPU layout
   const Geometry s = make_geometry(w, kBlock);
   std::vector<float> xp(static_cast<size_t>(M * s.Kp));
   stage_f32(s, x, M, xp.data());

@@ -32,36 +32,16 @@
 #include <vector>
 
 #include "cpu/avx512/gemv.h"  // dpbusd_bcast
+#include "cpu/common/digit_planes.h"
 #include "cpu/common/tiling.h"
 
 namespace lowbit::avx512 {
 namespace {
 
-constexpr int kDigitPlanes = 4;
-
-// Per token: P int8 planes [P][Kp] (zero past K), per group and plane their sums, and the
-// output factor: 2^(e-30) as two halves (either alone may underflow for tiny x) for digit
-// planes, the activation scale (f0) for integer codes.
-struct TokenPlanes {
-  int8_t *d;
-  int32_t *gsum;  // [G][P]
-  float f0, f1;
-};
-
 // false if x has a NaN or an Inf.
 bool make_digits(const float *x, int64_t K, int64_t Kp, int64_t gs, int64_t G, TokenPlanes &t) {
-  float mx = 0.0f;
-  for (int64_t k = 0; k < K; ++k) {
-    if (!std::isfinite(x[k])) return false;
-    mx = std::max(mx, std::fabs(x[k]));
-  }
-  int e = 0;
-  if (mx > 0.0f) std::frexp(mx, &e);  // mx < 2^e
-  const int sh = 30 - e;
-  t.f0 = std::ldexp(1.0f, -sh / 2);
-  t.f1 = std::ldexp(1.0f, -sh + sh / 2);
-  std::memset(t.d, 0, static_cast<size_t>(kDigitPlanes * Kp));
-  std::memset(t.gsum, 0, sizeof(int32_t) * static_cast<size_t>(G * kDigitPlanes));
+  int sh;
+  if (!begin_digits(x, K, Kp, G, t, sh)) return false;  // sums per group (span = gs)
   int64_t k = 0;
   if (sh <= 126) {  // 2^sh is a float: scale 16 at a time (exact: a power of two)
     const __m512 m = _mm512_set1_ps(std::ldexp(1.0f, sh));
@@ -76,29 +56,8 @@ bool make_digits(const float *x, int64_t K, int64_t Kp, int64_t gs, int64_t G, T
       }
     }
   }
-  for (; k < K; ++k) {  // the tail, and every element when 2^sh overflows a float (max |x| < 2^-96)
-    int64_t X = std::llrint(std::ldexp(static_cast<double>(x[k]), sh));
-    for (int p = 0; p < kDigitPlanes; ++p) {
-      const int8_t d = static_cast<int8_t>(static_cast<uint8_t>(X & 0xFF));
-      X = (X - d) / 256;
-      t.d[p * Kp + k] = d;
-      t.gsum[(k / gs) * kDigitPlanes + p] += d;
-    }
-  }
+  digits_scalar(x, k, K, sh, Kp, Spans{gs, gs}, t);
   return true;
-}
-
-// Integer codes: the one plane is q itself (zero past K), with its group sums.
-void stage_codes(const int8_t *q, float scale, int64_t K, int64_t Kp, int64_t gs, int64_t G, TokenPlanes &t) {
-  std::memcpy(t.d, q, static_cast<size_t>(K));
-  std::memset(t.d + K, 0, static_cast<size_t>(Kp - K));
-  for (int64_t g = 0; g < G; ++g) {
-    int32_t sum = 0;
-    for (int64_t k = g * gs; k < std::min(K, (g + 1) * gs); ++k) sum += q[k];
-    t.gsum[g] = sum;
-  }
-  t.f0 = scale;
-  t.f1 = 1.0f;
 }
 
 // The 8 byte vectors of one block of a tile: u[q] = codes 4q..4q+3 of the block for 16 rows.
