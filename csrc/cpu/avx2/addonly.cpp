@@ -1,133 +1,322 @@
-// AVX2 add-only kernel for ternary and binary weights: no multiplication in the inner loop.
+// AVX2 add-only kernel for ternary and binary weights: no multiplication anywhere.
 //
-// AVX2 has no mask registers, so each task first expands its rows' codes into int16 lane masks
-// (0 or -1): plus (u = 2 ternary, u = 1 binary) and minus (u = 0, ternary only). The inner loop
-// is then AND + add (+ AND + subtract) on int16 activations, 16 lanes per ymm:
-//   ternary: sum = sum_{u=2} q - sum_{u=0} q;   binary: sum = 2 * sum_{u=1} q - sum q.
-// A block is two ymm of 16 lanes, so a lane takes two activations per block: int16 lanes are
-// widened to int32 every 127 blocks (254 * 127 < 32767), before they could overflow.
+// Activations are int8 (|q| <= 127), so a weight of +1 / -1 / 0 turns each one into a byte,
+// +q / -q / 0, and the reduction is vpsadbw, the sum of 8 unsigned bytes (its |a - b| with
+// one operand 0 or 255 is a plain or a complemented add). Every byte lane carries a bias that
+// does not depend on the data and is subtracted once per group, so sums are exact in int32:
+//   ternary: y = vpsignb(q, sign) is +q, -q or 0 (vpsignb only negates, keeps or zeroes: an
+//            add, a subtract or a skip per weight); sad(y ^ 0x80) = sum (y + 128).
+//   binary:  a lane holds 128 + q for u = 1 and 128 - q for u = 0 (picked by vpblendvb, or
+//            as |A - m| with A = 127 - q and m = 0xFF for u = 1, 0 for u = 0, which gives
+//            128 + q or 127 - q: then the bias is 127 per lane plus the count of u = 1).
+// One vpsadbw and one add per 32 weights, against two 16-bit masked adds (ternary: and, add,
+// and, subtract) of the int16 mask kernel this replaced, and no 16-bit overflow to flush.
+//
+// Few tokens (GEMV, M <= kGemvMaxM): each row is streamed once and decoded in registers,
+// 32 weight bytes at a time (128 ternary / 256 binary codes). The decode is cheapest in the
+// order the packed bits fall in, so the activations are staged once per call in that order
+// instead (chunked per group, zero-padded):
+//   ternary: byte p of the chunk holds codes 32 (p/8) + p%8 + 8t in its 2-bit fields t; XOR
+//            0x55 makes a field 01 / 00 / 11 for u = 0 / 1 / 2, and moved to bits 7:6 and
+//            masked it is a sign byte that is positive / zero / negative: vpsignb of -q gives
+//            -q / 0 / +q, i.e. (u - 1) q, with three shifts and four ANDs per 128 codes.
+//   binary:  bit t of byte p is code 32 (p/4) + 8 (p%4) + t; vpblendvb reads bit 7, so
+//            doubling the byte (vpaddb) brings the next bit up; it picks 128 + q or 128 - q.
+// The qword lanes of a sad are blocks of the chunk, so rows stream in order; a group whose
+// length is not a multiple of the chunk ends in a masked load (vpmaskmovd: no read past the
+// group) against zero activations.
+//
+// More tokens (GEMM): each task decodes its rows once into bytes in code order (ternary u - 1,
+// binary 0 / 0xFF, with the count of u = 1 per group) and a tokens x rows tile does one
+// vpsignb + XOR + sad + add (ternary) or one sad + add (binary) per 32 weights, token and row,
+// the decoded bytes read as memory operands from L1/L2.
+//
+// The float epilogue is IntEpilogue's (the reference's order), so results are bit-identical
+// to the scalar kernel.
 #include "cpu/avx2/unpack.h"
 #include "cpu/common/tiling.h"
 
 namespace lowbit::avx2 {
 namespace {
 
-constexpr int kMR = 4, kNR = 2;
-constexpr int64_t kRows = 16, kFlush = 127;
+constexpr int64_t kGemvMaxM = 4;   // up to this many tokens: the GEMV
+constexpr int kGemvRows = 4;       // GEMV rows per tile (4 streams, activations loaded once)
+constexpr int kGemmMR = 4, kGemmNR = 2;  // GEMM tile: tokens x rows
+constexpr int64_t kGemmRows = 16;  // GEMM rows per task (decoded bytes: 16 x Kp, L1/L2)
 
-// Rows [n0, n0+rows) -> int16 masks plus/minus [kRows][Kp] (rows past the end: all zero).
-void build_masks(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, int16_t *plus,
-                 int16_t *minus) {
-  const int64_t rb = row_bytes(w.scheme, w.K);
-  const bool binary = w.scheme == LOWBIT_BINARY;
-  std::memset(plus, 0, static_cast<size_t>(kRows * s.Kp) * 2);
-  std::memset(minus, 0, static_cast<size_t>(kRows * s.Kp) * 2);
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t *row = w.qweight + (n0 + r) * rb;
-    for (int64_t b = 0; b < s.nb; ++b) {
-      __m256i p, mn = _mm256_setzero_si256();
-      if (binary) {
-        uint32_t bits;
-        std::memcpy(&bits, row + b * 4, 4);
-        p = bits_to_bytes(bits);
-      } else {
-        const __m256i c = _mm256_and_si256(plane2(row + b * 8), _mm256_set1_epi8(3));
-        p = _mm256_cmpeq_epi8(c, _mm256_set1_epi8(2));
-        mn = _mm256_cmpeq_epi8(c, _mm256_setzero_si256());
+// ---- GEMV ---------------------------------------------------------------------------------
+
+// Where a call's staged activations and weight chunks go: a chunk is 32 weight bytes (cb
+// blocks, C codes); a group is `chunks` chunks (the last one of a group may be partial), its
+// activations `ab` bytes per chunk (ternary: 4 x 32 of -q; binary: 8 bits x (128 - q, 128 + q)).
+struct Chunks {
+  int64_t cb, C, ab;
+  int64_t per_group;  // chunks of a full group (staging stride)
+  int64_t stride;     // staged bytes per token
+};
+
+template <bool kBinary>
+Chunks make_chunks(const Geometry &s) {
+  Chunks c;
+  c.cb = kBinary ? 8 : 4;
+  c.C = c.cb * kBlock;
+  c.ab = kBinary ? 8 * 64 : 4 * 32;
+  c.per_group = (s.bpg + c.cb - 1) / c.cb;
+  c.stride = s.G * c.per_group * c.ab;
+  return c;
+}
+
+template <bool kBinary>
+void stage_gemv(const Geometry &s, const Chunks &c, const int8_t *q, int64_t M, uint8_t *a) {
+  for (int64_t m = 0; m < M; ++m) {
+    const int8_t *qm = q + m * s.K;
+    for (int64_t g = 0; g < s.G; ++g) {
+      const int64_t k0 = g * s.bpg * kBlock, k1 = std::min(s.K, k0 + s.bpg * kBlock);
+      for (int64_t ch = 0; ch < c.per_group; ++ch) {
+        uint8_t *out = a + m * c.stride + (g * c.per_group + ch) * c.ab;
+        const int64_t kc = k0 + ch * c.C;
+        for (int p = 0; p < 32; ++p)
+          if (kBinary) {
+            for (int t = 0; t < 8; ++t) {
+              const int64_t k = kc + 32 * (p / 4) + 8 * (p % 4) + t;
+              const int v = k < k1 ? qm[k] : 0;
+              out[t * 64 + p] = static_cast<uint8_t>(128 - v);
+              out[t * 64 + 32 + p] = static_cast<uint8_t>(128 + v);
+            }
+          } else {
+            for (int t = 0; t < 4; ++t) {
+              const int64_t k = kc + 32 * (p / 8) + p % 8 + 8 * t;
+              out[t * 32 + p] = static_cast<uint8_t>(k < k1 ? -qm[k] : 0);
+            }
+          }
       }
-      int16_t *pp = plus + r * s.Kp + b * kBlock, *mp = minus + r * s.Kp + b * kBlock;
-      // Sign-extending a 0 / -1 byte gives a 0 / -1 int16 lane.
-      _mm256_storeu_si256(reinterpret_cast<__m256i *>(pp), _mm256_cvtepi8_epi16(_mm256_castsi256_si128(p)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i *>(pp + 16), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(p, 1)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i *>(mp), _mm256_cvtepi8_epi16(_mm256_castsi256_si128(mn)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i *>(mp + 16), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(mn, 1)));
     }
   }
 }
 
-inline int32_t reduce16(__m256i v) {
-  const __m256i lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(v));
-  const __m256i hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(v, 1));
-  return hsum_epi32(_mm256_add_epi32(lo, hi));
+// acc[i][r] += the biased sums of one chunk: v[r] = its 32 weight bytes of row r, a = the
+// chunk's staged activations of token 0 (token i at a + i * stride).
+template <bool kBinary, int T>
+inline void gemv_chunk(__m256i (&acc)[T][kGemvRows], __m256i (&v)[kGemvRows], const uint8_t *a, int64_t stride) {
+  const __m256i zero = _mm256_setzero_si256();
+  if (kBinary) {
+    LOWBIT_UNROLL
+    for (int t = 7; t >= 0; --t) {  // v[r]'s bit 7 is bit t of the packed bytes
+      LOWBIT_UNROLL
+      for (int i = 0; i < T; ++i) {
+        const __m256i neg = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + i * stride + t * 64));
+        const __m256i pos = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + i * stride + t * 64 + 32));
+        LOWBIT_UNROLL
+        for (int r = 0; r < kGemvRows; ++r)
+          acc[i][r] = _mm256_add_epi64(acc[i][r], _mm256_sad_epu8(_mm256_blendv_epi8(neg, pos, v[r]), zero));
+      }
+      if (t > 0)
+        LOWBIT_UNROLL
+        for (int r = 0; r < kGemvRows; ++r) v[r] = _mm256_add_epi8(v[r], v[r]);
+    }
+  } else {
+    const __m256i top = _mm256_set1_epi8(static_cast<char>(0xC0)), bias = _mm256_set1_epi8(static_cast<char>(0x80));
+    LOWBIT_UNROLL
+    for (int r = 0; r < kGemvRows; ++r) v[r] = _mm256_xor_si256(v[r], _mm256_set1_epi8(0x55));
+    LOWBIT_UNROLL
+    for (int t = 0; t < 4; ++t) {
+      __m256i sg[kGemvRows];
+      LOWBIT_UNROLL
+      for (int r = 0; r < kGemvRows; ++r)
+        sg[r] = _mm256_and_si256(t == 3 ? v[r] : _mm256_slli_epi16(v[r], 6 - 2 * t), top);
+      LOWBIT_UNROLL
+      for (int i = 0; i < T; ++i) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + i * stride + t * 32));
+        LOWBIT_UNROLL
+        for (int r = 0; r < kGemvRows; ++r)
+          acc[i][r] = _mm256_add_epi64(acc[i][r], _mm256_sad_epu8(_mm256_xor_si256(_mm256_sign_epi8(x, sg[r]), bias), zero));
+      }
+    }
+  }
 }
 
-template <int MR, bool kBinary>
-void tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, const int16_t *a,
-          const int32_t *tsum, const float *scale, const int16_t *plus, const int16_t *minus,
-          int64_t n0, int64_t r0, int64_t rows, int64_t m0, float *y) {
-  const int nr = static_cast<int>(std::min<int64_t>(kNR, rows - r0));
-  float accf[MR][kNR] = {};
+// Rows n0 .. n0+nr (nr <= kGemvRows) for tokens m .. m+T.
+template <bool kBinary, int T>
+void gemv_tile(const lowbit_weight &w, const Geometry &s, const Chunks &c, const IntEpilogue &ep, const uint8_t *a,
+               const float *scale, int64_t n0, int nr, int64_t m, float *y) {
+  const int64_t rb = row_bytes(w.scheme, w.K), bb = kBinary ? 4 : 8;
+  const uint8_t *row[kGemvRows];
+  LOWBIT_UNROLL
+  for (int r = 0; r < kGemvRows; ++r) row[r] = w.qweight + (n0 + std::min(r, nr - 1)) * rb;  // past nr: not stored
+  const uint8_t *at = a + m * c.stride;
+  float accf[T][kGemvRows] = {};
   for (int64_t g = 0; g < s.G; ++g) {
-    int32_t dot[MR][kNR] = {};
-    const int64_t b_end = g * s.bpg + s.group_blocks(g);
-    for (int64_t b0 = g * s.bpg; b0 < b_end; b0 += kFlush) {
-      __m256i acc[MR][kNR];
+    __m256i acc[T][kGemvRows];
+    LOWBIT_UNROLL
+    for (int i = 0; i < T; ++i)
       LOWBIT_UNROLL
-      for (int i = 0; i < MR; ++i)
-        LOWBIT_UNROLL
-        for (int j = 0; j < kNR; ++j) acc[i][j] = _mm256_setzero_si256();
-      const int64_t k1 = std::min(b_end, b0 + kFlush) * kBlock;
-      for (int64_t k = b0 * kBlock; k < k1; k += 16) {
-        __m256i x[MR];
-        LOWBIT_UNROLL
-        for (int i = 0; i < MR; ++i) x[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + (m0 + i) * s.Kp + k));
-        LOWBIT_UNROLL
-        for (int j = 0; j < kNR; ++j) {
-          const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(plus + (r0 + j) * s.Kp + k));
-          LOWBIT_UNROLL
-          for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_add_epi16(acc[i][j], _mm256_and_si256(x[i], p));
-          if (!kBinary) {
-            const __m256i mn = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(minus + (r0 + j) * s.Kp + k));
-            LOWBIT_UNROLL
-            for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_sub_epi16(acc[i][j], _mm256_and_si256(x[i], mn));
-          }
+      for (int r = 0; r < kGemvRows; ++r) acc[i][r] = _mm256_setzero_si256();
+    const int64_t blocks = s.group_blocks(g), full = blocks / c.cb, rest = blocks % c.cb;
+    const int64_t w0 = g * s.bpg * bb;
+    const uint8_t *ag = at + g * c.per_group * c.ab;
+    for (int64_t ch = 0; ch < full; ++ch) {
+      __m256i v[kGemvRows];
+      LOWBIT_UNROLL
+      for (int r = 0; r < kGemvRows; ++r) v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(row[r] + w0 + ch * 32));
+      gemv_chunk<kBinary, T>(acc, v, ag + ch * c.ab, c.stride);
+    }
+    if (rest) {
+      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rest * bb / 4)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      __m256i v[kGemvRows];
+      LOWBIT_UNROLL
+      for (int r = 0; r < kGemvRows; ++r)
+        v[r] = _mm256_maskload_epi32(reinterpret_cast<const int *>(row[r] + w0 + full * 32), mask);
+      gemv_chunk<kBinary, T>(acc, v, ag + full * c.ab, c.stride);
+    }
+    const int64_t bias = 128 * (full + (rest ? 1 : 0)) * c.C;  // every lane went in as 128 + its value
+    LOWBIT_UNROLL
+    for (int i = 0; i < T; ++i)
+      LOWBIT_UNROLL
+      for (int r = 0; r < kGemvRows; ++r)
+        if (r < nr) accf[i][r] = ep.group(n0 + r, g, accf[i][r], static_cast<int32_t>(hsum_epi32(acc[i][r]) - bias));
+  }
+  LOWBIT_UNROLL
+  for (int i = 0; i < T; ++i)
+    LOWBIT_UNROLL
+    for (int r = 0; r < kGemvRows; ++r)
+      if (r < nr) y[(m + i) * w.N + n0 + r] = ep.finish(n0 + r, accf[i][r], scale[m + i]);
+}
+
+template <bool kBinary>
+void gemv(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
+  const Geometry s = make_geometry(w, kBlock);
+  const Chunks c = make_chunks<kBinary>(s);
+  std::vector<uint8_t> a(static_cast<size_t>(M * c.stride));
+  stage_gemv<kBinary>(s, c, q, M, a.data());
+  const IntEpilogue ep{w, s.G};
+  run_row_ranges(w.N, M * w.K, [&](int64_t n0, int64_t rows) {
+    for (int64_t r = n0; r < n0 + rows; r += kGemvRows) {
+      const int nr = static_cast<int>(std::min<int64_t>(kGemvRows, n0 + rows - r));
+      for (int64_t m = 0; m < M; m += 2) {
+        if (M - m >= 2) gemv_tile<kBinary, 2>(w, s, c, ep, a.data(), scale, r, nr, m, y);
+        else gemv_tile<kBinary, 1>(w, s, c, ep, a.data(), scale, r, nr, m, y);
+      }
+    }
+  }, kGemvRows);
+}
+
+// ---- GEMM ---------------------------------------------------------------------------------
+
+// Rows [n0, n0+rows) decoded into masks in code order, d[r][nb][P][32] with P = 1 plane for
+// binary (0xFF for u = 1) and P = 2 for ternary (0xFF for u >= 1, 0xFF for u = 2: the weight
+// u - 1 is the mean of the two planes' +-1 weights), and cnt[r][g] = the sum over group g of
+// the planes' set bits (binary: the count of u = 1; ternary: the sum of u).
+template <bool kBinary>
+void decode_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, uint8_t *d, int32_t *cnt) {
+  constexpr int P = kBinary ? 1 : 2;
+  const int64_t rb = row_bytes(w.scheme, w.K);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t *row = w.qweight + (n0 + r) * rb;
+    for (int64_t g = 0; g < s.G; ++g) {
+      int32_t n = 0;
+      for (int64_t b = g * s.bpg, e = b + s.group_blocks(g); b < e; ++b) {
+        __m256i *out = reinterpret_cast<__m256i *>(d + (r * s.nb + b) * P * kBlock);
+        if (kBinary) {
+          uint32_t bits;
+          std::memcpy(&bits, row + b * 4, 4);
+          n += _mm_popcnt_u32(bits);
+          _mm256_storeu_si256(out, bits_to_bytes(bits));
+        } else {
+          uint64_t bits;
+          std::memcpy(&bits, row + b * 8, 8);
+          n += static_cast<int32_t>(_mm_popcnt_u64(bits & 0x5555555555555555ULL) + 2 * _mm_popcnt_u64(bits & 0xAAAAAAAAAAAAAAAAULL));
+          const __m256i c = _mm256_and_si256(plane2(row + b * 8), _mm256_set1_epi8(3));
+          _mm256_storeu_si256(out, _mm256_cmpgt_epi8(c, _mm256_setzero_si256()));
+          _mm256_storeu_si256(out + 1, _mm256_cmpeq_epi8(c, _mm256_set1_epi8(2)));
         }
       }
-      LOWBIT_UNROLL
-      for (int i = 0; i < MR; ++i)
-        LOWBIT_UNROLL
-        for (int j = 0; j < kNR; ++j) dot[i][j] += reduce16(acc[i][j]);
+      cnt[r * s.G + g] = n;
     }
+  }
+}
+
+// Tokens m .. m+MR x decoded rows r0 .. r0+nr (nr <= kGemmNR) of the task at n0; x holds the
+// tokens' 127 - q as unsigned bytes (Kp per token: 127 in the padding, where codes are 0).
+template <bool kBinary, int MR>
+void gemm_tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, const uint8_t *x, const uint8_t *d,
+               const int32_t *cnt, const float *scale, int64_t n0, int64_t r0, int nr, int64_t m, float *y) {
+  constexpr int P = kBinary ? 1 : 2;
+  const uint8_t *dr[kGemmNR];
+  LOWBIT_UNROLL
+  for (int j = 0; j < kGemmNR; ++j) dr[j] = d + (r0 + std::min(j, nr - 1)) * s.nb * P * kBlock;
+  float accf[MR][kGemmNR] = {};
+  for (int64_t g = 0; g < s.G; ++g) {
+    __m256i acc[MR][kGemmNR];
     LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
       LOWBIT_UNROLL
-      for (int j = 0; j < nr; ++j) {
-        const int32_t d = kBinary ? 2 * dot[i][j] - tsum[(m0 + i) * s.G + g] : dot[i][j];
-        accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], d);
-      }
+      for (int j = 0; j < kGemmNR; ++j) acc[i][j] = _mm256_setzero_si256();
+    const int64_t b0 = g * s.bpg, b1 = b0 + s.group_blocks(g);
+    for (int64_t b = b0; b < b1; ++b) {
+      __m256i a[MR];
+      LOWBIT_UNROLL
+      for (int i = 0; i < MR; ++i) a[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + (m + i) * s.Kp + b * kBlock));
+      LOWBIT_UNROLL
+      for (int j = 0; j < kGemmNR; ++j)
+        LOWBIT_UNROLL
+        for (int p = 0; p < P; ++p) {
+          const __m256i mk = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(dr[j] + (b * P + p) * kBlock));
+          LOWBIT_UNROLL
+          for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_add_epi64(acc[i][j], _mm256_sad_epu8(a[i], mk));
+        }
+    }
+    // Per lane and plane: |(127 - q) - 255| = 128 + q where the plane is set, 127 - q where not.
+    const int64_t bias = 127 * P * (b1 - b0) * kBlock;
+    LOWBIT_UNROLL
+    for (int i = 0; i < MR; ++i)
+      LOWBIT_UNROLL
+      for (int j = 0; j < kGemmNR; ++j)
+        if (j < nr) {
+          const int64_t sum = hsum_epi32(acc[i][j]) - bias - cnt[(r0 + j) * s.G + g];
+          accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], static_cast<int32_t>(kBinary ? sum : sum / 2));
+        }
   }
   LOWBIT_UNROLL
   for (int i = 0; i < MR; ++i)
     LOWBIT_UNROLL
-    for (int j = 0; j < nr; ++j)
-      y[(m0 + i) * w.N + n0 + r0 + j] = ep.finish(n0 + r0 + j, accf[i][j], scale[m0 + i]);
+    for (int j = 0; j < kGemmNR; ++j)
+      if (j < nr) y[(m + i) * w.N + n0 + r0 + j] = ep.finish(n0 + r0 + j, accf[i][j], scale[m + i]);
+}
+
+template <bool kBinary>
+void gemm(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
+  const Geometry s = make_geometry(w, kBlock);
+  std::vector<uint8_t> x(static_cast<size_t>(M * s.Kp));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < s.Kp; ++k) {
+      const int v = k < s.K ? q[m * s.K + k] : 0;
+      x[m * s.Kp + k] = static_cast<uint8_t>(127 - v);
+    }
+  const IntEpilogue ep{w, s.G};
+  run_tiles(w.N, M, kGemmRows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
+    static thread_local std::vector<uint8_t> dbuf;
+    static thread_local std::vector<int32_t> cbuf;
+    uint8_t *d = scratch(dbuf, static_cast<size_t>(kGemmRows * s.Kp * (kBinary ? 1 : 2)));
+    int32_t *cnt = scratch(cbuf, static_cast<size_t>(kGemmRows * s.G));
+    decode_rows<kBinary>(w, s, n0, rows, d, cnt);
+    for (int64_t m = m0; m < m0 + mc; m += kGemmMR)
+      for (int64_t r0 = 0; r0 < rows; r0 += kGemmNR) {
+        const int nr = static_cast<int>(std::min<int64_t>(kGemmNR, rows - r0));
+        switch (std::min<int64_t>(kGemmMR, m0 + mc - m)) {
+          case 4: gemm_tile<kBinary, 4>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
+          case 3: gemm_tile<kBinary, 3>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
+          case 2: gemm_tile<kBinary, 2>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
+          default: gemm_tile<kBinary, 1>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
+        }
+      }
+  });
 }
 
 template <bool kBinary>
 void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
-  const Geometry s = make_geometry(w, kBlock);
-  std::vector<int16_t> a(static_cast<size_t>(M * s.Kp));
-  stage_int16(s, q, M, a.data());
-  std::vector<int32_t> tsum(static_cast<size_t>(M * s.G));  // binary: sum q per group
-  group_sums16(s, a.data(), M, tsum.data());
-  const IntEpilogue ep{w, s.G};
-  run_tiles(w.N, M, kRows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
-    static thread_local std::vector<int16_t> mbuf;
-    int16_t *plus = scratch(mbuf, static_cast<size_t>(2 * kRows * s.Kp));
-    int16_t *minus = plus + kRows * s.Kp;
-    build_masks(w, s, n0, rows, plus, minus);
-    for (int64_t m = m0; m < m0 + mc; m += kMR)
-      for (int64_t r0 = 0; r0 < rows; r0 += kNR) {
-        const int16_t *ap = a.data();
-        const int32_t *tp = tsum.data();
-        switch (std::min<int64_t>(kMR, m0 + mc - m)) {
-          case 4: tile<4, kBinary>(w, s, ep, ap, tp, scale, plus, minus, n0, r0, rows, m, y); break;
-          case 3: tile<3, kBinary>(w, s, ep, ap, tp, scale, plus, minus, n0, r0, rows, m, y); break;
-          case 2: tile<2, kBinary>(w, s, ep, ap, tp, scale, plus, minus, n0, r0, rows, m, y); break;
-          default: tile<1, kBinary>(w, s, ep, ap, tp, scale, plus, minus, n0, r0, rows, m, y); break;
-        }
-      }
-  });
+  // The GEMV's forms need |q| <= 127 (quantize_act's range); linear_q may pass a -128.
+  if (M <= kGemvMaxM && std::find(q, q + M * w.K, static_cast<int8_t>(-128)) == q + M * w.K) gemv<kBinary>(w, q, scale, M, y);
+  else gemm<kBinary>(w, q, scale, M, y);
 }
 
 }  // namespace
