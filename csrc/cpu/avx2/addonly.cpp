@@ -41,6 +41,7 @@ namespace {
 
 constexpr int64_t kGemvMaxM = 4;   // up to this many tokens: the GEMV
 constexpr int kGemvRows = 4;       // GEMV rows per tile (4 streams, activations loaded once)
+constexpr int64_t kPrefetchRows = 8;
 constexpr int kGemmMR = 4, kGemmNR = 2;  // GEMM tile: tokens x rows
 constexpr int64_t kGemmRows = 16;  // GEMM rows per task (decoded bytes: 16 x Kp, L1/L2)
 
@@ -144,6 +145,9 @@ void gemv_tile(const lowbit_weight &w, const Geometry &s, const Chunks &c, const
   LOWBIT_UNROLL
   for (int r = 0; r < kGemvRows; ++r) row[r] = w.qweight + (n0 + std::min(r, nr - 1)) * rb;  // past nr: not stored
   const uint8_t *at = a + m * c.stride;
+  // The tile's rows are contiguous; software prefetch walks the rows kPrefetchRows further on
+  // at the pace this tile consumes its own (one 64-byte line per row and chunk).
+  const uint8_t *pf = w.qweight + (n0 + kPrefetchRows) * rb;
   float accf[T][kGemvRows] = {};
   for (int64_t g = 0; g < s.G; ++g) {
     __m256i acc[T][kGemvRows];
@@ -154,7 +158,9 @@ void gemv_tile(const lowbit_weight &w, const Geometry &s, const Chunks &c, const
     const int64_t blocks = s.group_blocks(g), full = blocks / c.cb, rest = blocks % c.cb;
     const int64_t w0 = g * s.bpg * bb;
     const uint8_t *ag = at + g * c.per_group * c.ab;
-    for (int64_t ch = 0; ch < full; ++ch) {
+    for (int64_t ch = 0; ch < full; ++ch, pf += kGemvRows * 32) {
+      LOWBIT_UNROLL
+      for (int l = 0; l < kGemvRows * 32; l += 64) _mm_prefetch(reinterpret_cast<const char *>(pf + l), _MM_HINT_T0);
       __m256i v[kGemvRows];
       LOWBIT_UNROLL
       for (int r = 0; r < kGemvRows; ++r) v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(row[r] + w0 + ch * 32));
