@@ -208,30 +208,41 @@ void gemv(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M
 
 // ---- GEMM ---------------------------------------------------------------------------------
 
-// Rows [n0, n0+rows) decoded into masks in code order, d[r][nb][P][32] with P = 1 plane for
-// binary (0xFF for u = 1) and P = 2 for ternary (0xFF for u >= 1, 0xFF for u = 2: the weight
-// u - 1 is the mean of the two planes' +-1 weights), and cnt[r][g] = the sum over group g of
-// the planes' set bits (binary: the count of u = 1; ternary: the sum of u).
-template <bool kBinary>
+// How a GEMM decodes a row and sums a block for one (token, row):
+//   Binary:        one plane m (0xFF for u = 1), sad(127 - q, m) = 128 + q or 127 - q.
+//   TernarySign:   s = u - 1 as a byte, sad(vpsignb(q, s) ^ 0x80) = 128 + (u - 1) q.
+//   TernaryPlanes: planes 0xFF for u >= 1 and for u = 2 (the weight u - 1 is the mean of their
+//                  +-1 weights), each summed like binary; for a -128 among the activations,
+//                  which vpsignb cannot negate (+128 is no int8).
+enum class Form { Binary, TernarySign, TernaryPlanes };
+template <Form F>
+constexpr int kPlanes = F == Form::TernaryPlanes ? 2 : 1;
+
+// Rows [n0, n0+rows) decoded into d[r][nb][planes][32] in code order, and cnt[r][g] = the sum
+// over group g of the planes' set bits (binary: the count of u = 1; planes: the sum of u).
+template <Form F>
 void decode_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, uint8_t *d, int32_t *cnt) {
-  constexpr int P = kBinary ? 1 : 2;
   const int64_t rb = row_bytes(w.scheme, w.K);
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t *row = w.qweight + (n0 + r) * rb;
     for (int64_t g = 0; g < s.G; ++g) {
       int32_t n = 0;
       for (int64_t b = g * s.bpg, e = b + s.group_blocks(g); b < e; ++b) {
-        __m256i *out = reinterpret_cast<__m256i *>(d + (r * s.nb + b) * P * kBlock);
-        if (kBinary) {
+        __m256i *out = reinterpret_cast<__m256i *>(d + (r * s.nb + b) * kPlanes<F> * kBlock);
+        if (F == Form::Binary) {
           uint32_t bits;
           std::memcpy(&bits, row + b * 4, 4);
           n += _mm_popcnt_u32(bits);
           _mm256_storeu_si256(out, bits_to_bytes(bits));
+          continue;
+        }
+        const __m256i c = _mm256_and_si256(plane2(row + b * 8), _mm256_set1_epi8(3));
+        if (F == Form::TernarySign) {
+          _mm256_storeu_si256(out, _mm256_sub_epi8(c, _mm256_set1_epi8(1)));
         } else {
           uint64_t bits;
           std::memcpy(&bits, row + b * 8, 8);
           n += static_cast<int32_t>(_mm_popcnt_u64(bits & 0x5555555555555555ULL) + 2 * _mm_popcnt_u64(bits & 0xAAAAAAAAAAAAAAAAULL));
-          const __m256i c = _mm256_and_si256(plane2(row + b * 8), _mm256_set1_epi8(3));
           _mm256_storeu_si256(out, _mm256_cmpgt_epi8(c, _mm256_setzero_si256()));
           _mm256_storeu_si256(out + 1, _mm256_cmpeq_epi8(c, _mm256_set1_epi8(2)));
         }
@@ -242,11 +253,12 @@ void decode_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t 
 }
 
 // Tokens m .. m+MR x decoded rows r0 .. r0+nr (nr <= kGemmNR) of the task at n0; x holds the
-// tokens' 127 - q as unsigned bytes (Kp per token: 127 in the padding, where codes are 0).
-template <bool kBinary, int MR>
+// tokens' activations staged for F (Kp bytes per token; the padding's codes are 0).
+template <Form F, int MR>
 void gemm_tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, const uint8_t *x, const uint8_t *d,
                const int32_t *cnt, const float *scale, int64_t n0, int64_t r0, int nr, int64_t m, float *y) {
-  constexpr int P = kBinary ? 1 : 2;
+  constexpr int P = kPlanes<F>;
+  const __m256i zero = _mm256_setzero_si256(), flip = _mm256_set1_epi8(static_cast<char>(0x80));
   const uint8_t *dr[kGemmNR];
   LOWBIT_UNROLL
   for (int j = 0; j < kGemmNR; ++j) dr[j] = d + (r0 + std::min(j, nr - 1)) * s.nb * P * kBlock;
@@ -268,18 +280,22 @@ void gemm_tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep,
         for (int p = 0; p < P; ++p) {
           const __m256i mk = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(dr[j] + (b * P + p) * kBlock));
           LOWBIT_UNROLL
-          for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_add_epi64(acc[i][j], _mm256_sad_epu8(a[i], mk));
+          for (int i = 0; i < MR; ++i)
+            acc[i][j] = _mm256_add_epi64(acc[i][j], F == Form::TernarySign
+                                                         ? _mm256_sad_epu8(_mm256_xor_si256(_mm256_sign_epi8(a[i], mk), flip), zero)
+                                                         : _mm256_sad_epu8(a[i], mk));
         }
     }
-    // Per lane and plane: |(127 - q) - 255| = 128 + q where the plane is set, 127 - q where not.
-    const int64_t bias = 127 * P * (b1 - b0) * kBlock;
+    // Every lane went in as 128 + its value (TernarySign), or per plane as 127 + its value + 1
+    // where the plane is set (|(127 - q) - 255| = 128 + q, |127 - q - 0| = 127 - q).
+    const int64_t lanes = (b1 - b0) * kBlock, bias = F == Form::TernarySign ? 128 * lanes : 127 * P * lanes;
     LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
       LOWBIT_UNROLL
       for (int j = 0; j < kGemmNR; ++j)
         if (j < nr) {
           const int64_t sum = hsum_epi32(acc[i][j]) - bias - cnt[(r0 + j) * s.G + g];
-          accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], static_cast<int32_t>(kBinary ? sum : sum / 2));
+          accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], static_cast<int32_t>(sum / P));
         }
   }
   LOWBIT_UNROLL
@@ -289,30 +305,30 @@ void gemm_tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep,
       if (j < nr) y[(m + i) * w.N + n0 + r0 + j] = ep.finish(n0 + r0 + j, accf[i][j], scale[m + i]);
 }
 
-template <bool kBinary>
+template <Form F>
 void gemm(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
   const Geometry s = make_geometry(w, kBlock);
   std::vector<uint8_t> x(static_cast<size_t>(M * s.Kp));
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < s.Kp; ++k) {
       const int v = k < s.K ? q[m * s.K + k] : 0;
-      x[m * s.Kp + k] = static_cast<uint8_t>(127 - v);
+      x[m * s.Kp + k] = static_cast<uint8_t>(F == Form::TernarySign ? v : 127 - v);
     }
   const IntEpilogue ep{w, s.G};
   run_tiles(w.N, M, kGemmRows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
     static thread_local std::vector<uint8_t> dbuf;
     static thread_local std::vector<int32_t> cbuf;
-    uint8_t *d = scratch(dbuf, static_cast<size_t>(kGemmRows * s.Kp * (kBinary ? 1 : 2)));
+    uint8_t *d = scratch(dbuf, static_cast<size_t>(kGemmRows * s.Kp * kPlanes<F>));
     int32_t *cnt = scratch(cbuf, static_cast<size_t>(kGemmRows * s.G));
-    decode_rows<kBinary>(w, s, n0, rows, d, cnt);
+    decode_rows<F>(w, s, n0, rows, d, cnt);
     for (int64_t m = m0; m < m0 + mc; m += kGemmMR)
       for (int64_t r0 = 0; r0 < rows; r0 += kGemmNR) {
         const int nr = static_cast<int>(std::min<int64_t>(kGemmNR, rows - r0));
         switch (std::min<int64_t>(kGemmMR, m0 + mc - m)) {
-          case 4: gemm_tile<kBinary, 4>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
-          case 3: gemm_tile<kBinary, 3>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
-          case 2: gemm_tile<kBinary, 2>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
-          default: gemm_tile<kBinary, 1>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
+          case 4: gemm_tile<F, 4>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
+          case 3: gemm_tile<F, 3>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
+          case 2: gemm_tile<F, 2>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
+          default: gemm_tile<F, 1>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
         }
       }
   });
@@ -320,9 +336,12 @@ void gemm(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M
 
 template <bool kBinary>
 void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
-  // The GEMV's forms need |q| <= 127 (quantize_act's range); linear_q may pass a -128.
-  if (M <= kGemvMaxM && std::find(q, q + M * w.K, static_cast<int8_t>(-128)) == q + M * w.K) gemv<kBinary>(w, q, scale, M, y);
-  else gemm<kBinary>(w, q, scale, M, y);
+  // The GEMV's forms and TernarySign need |q| <= 127 (quantize_act's range); linear_q may pass -128.
+  const bool full_range = std::find(q, q + M * w.K, static_cast<int8_t>(-128)) != q + M * w.K;
+  if (M <= kGemvMaxM && !full_range) gemv<kBinary>(w, q, scale, M, y);
+  else if (kBinary) gemm<Form::Binary>(w, q, scale, M, y);
+  else if (full_range) gemm<Form::TernaryPlanes>(w, q, scale, M, y);
+  else gemm<Form::TernarySign>(w, q, scale, M, y);
 }
 
 }  // namespace
