@@ -208,57 +208,49 @@ void gemv(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M
 
 // ---- GEMM ---------------------------------------------------------------------------------
 
-// How a GEMM decodes a row and sums a block for one (token, row):
-//   Binary:        one plane m (0xFF for u = 1), sad(127 - q, m) = 128 + q or 127 - q.
-//   TernarySign:   s = u - 1 as a byte, sad(vpsignb(q, s) ^ 0x80) = 128 + (u - 1) q.
-//   TernaryPlanes: planes 0xFF for u >= 1 and for u = 2 (the weight u - 1 is the mean of their
-//                  +-1 weights), each summed like binary; for a -128 among the activations,
-//                  which vpsignb cannot negate (+128 is no int8).
-enum class Form { Binary, TernarySign, TernaryPlanes };
-template <Form F>
-constexpr int kPlanes = F == Form::TernaryPlanes ? 2 : 1;
-
-// Rows [n0, n0+rows) decoded into d[r][nb][planes][32] in code order, and cnt[r][g] = the sum
-// over group g of the planes' set bits (binary: the count of u = 1; planes: the sum of u).
-template <Form F>
-void decode_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, uint8_t *d, int32_t *cnt) {
+// Rows [n0, n0+rows) decoded into byte masks d[r][nb][planes][32] in code order: binary one
+// plane, 0xFF for u = 1; ternary two, 0xFF for u != 1 (weight nonzero) and 0xFF for u = 2. With
+// A = 127 - q as an unsigned byte (0..255, -128 included), sad(A & nonzero, plus) adds
+// |A - 255| = 128 + q for a weight +1, |A - 0| = 127 - q for -1 and 0 for 0. bias[r][g] is
+// what that adds to the group's dot product: 128 per +1 and 127 per -1 (padding codes are
+// u = 0, -1 against q = 0: their 127 is counted too).
+template <bool kBinary>
+void decode_rows(const lowbit_weight &w, const Geometry &s, int64_t n0, int64_t rows, uint8_t *d, int32_t *bias) {
+  constexpr int P = kBinary ? 1 : 2;
   const int64_t rb = row_bytes(w.scheme, w.K);
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t *row = w.qweight + (n0 + r) * rb;
     for (int64_t g = 0; g < s.G; ++g) {
-      int32_t n = 0;
+      int32_t plus = 0, zero = 0;
       for (int64_t b = g * s.bpg, e = b + s.group_blocks(g); b < e; ++b) {
-        __m256i *out = reinterpret_cast<__m256i *>(d + (r * s.nb + b) * kPlanes<F> * kBlock);
-        if (F == Form::Binary) {
+        __m256i *out = reinterpret_cast<__m256i *>(d + (r * s.nb + b) * P * kBlock);
+        if (kBinary) {
           uint32_t bits;
           std::memcpy(&bits, row + b * 4, 4);
-          n += _mm_popcnt_u32(bits);
+          plus += _mm_popcnt_u32(bits);
           _mm256_storeu_si256(out, bits_to_bytes(bits));
-          continue;
-        }
-        const __m256i c = _mm256_and_si256(plane2(row + b * 8), _mm256_set1_epi8(3));
-        if (F == Form::TernarySign) {
-          _mm256_storeu_si256(out, _mm256_sub_epi8(c, _mm256_set1_epi8(1)));
         } else {
-          uint64_t bits;
+          uint64_t bits;  // u = 1: low bit of a 2-bit field; u = 2: high bit
           std::memcpy(&bits, row + b * 8, 8);
-          n += static_cast<int32_t>(_mm_popcnt_u64(bits & 0x5555555555555555ULL) + 2 * _mm_popcnt_u64(bits & 0xAAAAAAAAAAAAAAAAULL));
-          _mm256_storeu_si256(out, _mm256_cmpgt_epi8(c, _mm256_setzero_si256()));
+          zero += static_cast<int32_t>(_mm_popcnt_u64(bits & 0x5555555555555555ULL));
+          plus += static_cast<int32_t>(_mm_popcnt_u64(bits & 0xAAAAAAAAAAAAAAAAULL));
+          const __m256i c = _mm256_and_si256(plane2(row + b * 8), _mm256_set1_epi8(3));
+          _mm256_storeu_si256(out, _mm256_xor_si256(_mm256_cmpeq_epi8(c, _mm256_set1_epi8(1)), _mm256_set1_epi8(-1)));
           _mm256_storeu_si256(out + 1, _mm256_cmpeq_epi8(c, _mm256_set1_epi8(2)));
         }
       }
-      cnt[r * s.G + g] = n;
+      const int32_t lanes = static_cast<int32_t>(s.group_blocks(g) * kBlock);
+      bias[r * s.G + g] = 128 * plus + 127 * (lanes - plus - zero);
     }
   }
 }
 
 // Tokens m .. m+MR x decoded rows r0 .. r0+nr (nr <= kGemmNR) of the task at n0; x holds the
-// tokens' activations staged for F (Kp bytes per token; the padding's codes are 0).
-template <Form F, int MR>
+// tokens' 127 - q as unsigned bytes (Kp per token; 127 in the padding).
+template <bool kBinary, int MR>
 void gemm_tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep, const uint8_t *x, const uint8_t *d,
-               const int32_t *cnt, const float *scale, int64_t n0, int64_t r0, int nr, int64_t m, float *y) {
-  constexpr int P = kPlanes<F>;
-  const __m256i zero = _mm256_setzero_si256(), flip = _mm256_set1_epi8(static_cast<char>(0x80));
+               const int32_t *bias, const float *scale, int64_t n0, int64_t r0, int nr, int64_t m, float *y) {
+  constexpr int P = kBinary ? 1 : 2;
   const uint8_t *dr[kGemmNR];
   LOWBIT_UNROLL
   for (int j = 0; j < kGemmNR; ++j) dr[j] = d + (r0 + std::min(j, nr - 1)) * s.nb * P * kBlock;
@@ -269,33 +261,27 @@ void gemm_tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep,
     for (int i = 0; i < MR; ++i)
       LOWBIT_UNROLL
       for (int j = 0; j < kGemmNR; ++j) acc[i][j] = _mm256_setzero_si256();
-    const int64_t b0 = g * s.bpg, b1 = b0 + s.group_blocks(g);
-    for (int64_t b = b0; b < b1; ++b) {
+    for (int64_t b = g * s.bpg, e = b + s.group_blocks(g); b < e; ++b) {
       __m256i a[MR];
       LOWBIT_UNROLL
       for (int i = 0; i < MR; ++i) a[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + (m + i) * s.Kp + b * kBlock));
       LOWBIT_UNROLL
-      for (int j = 0; j < kGemmNR; ++j)
+      for (int j = 0; j < kGemmNR; ++j) {
+        const __m256i *mk = reinterpret_cast<const __m256i *>(dr[j] + b * P * kBlock);
+        const __m256i plus = _mm256_loadu_si256(mk + P - 1);
+        const __m256i nonzero = kBinary ? plus : _mm256_loadu_si256(mk);
         LOWBIT_UNROLL
-        for (int p = 0; p < P; ++p) {
-          const __m256i mk = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(dr[j] + (b * P + p) * kBlock));
-          LOWBIT_UNROLL
-          for (int i = 0; i < MR; ++i)
-            acc[i][j] = _mm256_add_epi64(acc[i][j], F == Form::TernarySign
-                                                         ? _mm256_sad_epu8(_mm256_xor_si256(_mm256_sign_epi8(a[i], mk), flip), zero)
-                                                         : _mm256_sad_epu8(a[i], mk));
-        }
+        for (int i = 0; i < MR; ++i)
+          acc[i][j] = _mm256_add_epi64(acc[i][j], _mm256_sad_epu8(kBinary ? a[i] : _mm256_and_si256(a[i], nonzero), plus));
+      }
     }
-    // Every lane went in as 128 + its value (TernarySign), or per plane as 127 + its value + 1
-    // where the plane is set (|(127 - q) - 255| = 128 + q, |127 - q - 0| = 127 - q).
-    const int64_t lanes = (b1 - b0) * kBlock, bias = F == Form::TernarySign ? 128 * lanes : 127 * P * lanes;
     LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i)
       LOWBIT_UNROLL
       for (int j = 0; j < kGemmNR; ++j)
         if (j < nr) {
-          const int64_t sum = hsum_epi32(acc[i][j]) - bias - cnt[(r0 + j) * s.G + g];
-          accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], static_cast<int32_t>(sum / P));
+          const int32_t dot = hsum_epi32(acc[i][j]) - bias[(r0 + j) * s.G + g];
+          accf[i][j] = ep.group(n0 + r0 + j, g, accf[i][j], dot);
         }
   }
   LOWBIT_UNROLL
@@ -305,30 +291,27 @@ void gemm_tile(const lowbit_weight &w, const Geometry &s, const IntEpilogue &ep,
       if (j < nr) y[(m + i) * w.N + n0 + r0 + j] = ep.finish(n0 + r0 + j, accf[i][j], scale[m + i]);
 }
 
-template <Form F>
+template <bool kBinary>
 void gemm(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
   const Geometry s = make_geometry(w, kBlock);
   std::vector<uint8_t> x(static_cast<size_t>(M * s.Kp));
   for (int64_t m = 0; m < M; ++m)
-    for (int64_t k = 0; k < s.Kp; ++k) {
-      const int v = k < s.K ? q[m * s.K + k] : 0;
-      x[m * s.Kp + k] = static_cast<uint8_t>(F == Form::TernarySign ? v : 127 - v);
-    }
+    for (int64_t k = 0; k < s.Kp; ++k) x[m * s.Kp + k] = static_cast<uint8_t>(127 - (k < s.K ? q[m * s.K + k] : 0));
   const IntEpilogue ep{w, s.G};
   run_tiles(w.N, M, kGemmRows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
     static thread_local std::vector<uint8_t> dbuf;
-    static thread_local std::vector<int32_t> cbuf;
-    uint8_t *d = scratch(dbuf, static_cast<size_t>(kGemmRows * s.Kp * kPlanes<F>));
-    int32_t *cnt = scratch(cbuf, static_cast<size_t>(kGemmRows * s.G));
-    decode_rows<F>(w, s, n0, rows, d, cnt);
+    static thread_local std::vector<int32_t> bbuf;
+    uint8_t *d = scratch(dbuf, static_cast<size_t>(kGemmRows * s.Kp * (kBinary ? 1 : 2)));
+    int32_t *bias = scratch(bbuf, static_cast<size_t>(kGemmRows * s.G));
+    decode_rows<kBinary>(w, s, n0, rows, d, bias);
     for (int64_t m = m0; m < m0 + mc; m += kGemmMR)
       for (int64_t r0 = 0; r0 < rows; r0 += kGemmNR) {
         const int nr = static_cast<int>(std::min<int64_t>(kGemmNR, rows - r0));
         switch (std::min<int64_t>(kGemmMR, m0 + mc - m)) {
-          case 4: gemm_tile<F, 4>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
-          case 3: gemm_tile<F, 3>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
-          case 2: gemm_tile<F, 2>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
-          default: gemm_tile<F, 1>(w, s, ep, x.data(), d, cnt, scale, n0, r0, nr, m, y); break;
+          case 4: gemm_tile<kBinary, 4>(w, s, ep, x.data(), d, bias, scale, n0, r0, nr, m, y); break;
+          case 3: gemm_tile<kBinary, 3>(w, s, ep, x.data(), d, bias, scale, n0, r0, nr, m, y); break;
+          case 2: gemm_tile<kBinary, 2>(w, s, ep, x.data(), d, bias, scale, n0, r0, nr, m, y); break;
+          default: gemm_tile<kBinary, 1>(w, s, ep, x.data(), d, bias, scale, n0, r0, nr, m, y); break;
         }
       }
   });
@@ -336,12 +319,9 @@ void gemm(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M
 
 template <bool kBinary>
 void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
-  // The GEMV's forms and TernarySign need |q| <= 127 (quantize_act's range); linear_q may pass -128.
-  const bool full_range = std::find(q, q + M * w.K, static_cast<int8_t>(-128)) != q + M * w.K;
-  if (M <= kGemvMaxM && !full_range) gemv<kBinary>(w, q, scale, M, y);
-  else if (kBinary) gemm<Form::Binary>(w, q, scale, M, y);
-  else if (full_range) gemm<Form::TernaryPlanes>(w, q, scale, M, y);
-  else gemm<Form::TernarySign>(w, q, scale, M, y);
+  // The GEMV's forms need |q| <= 127 (quantize_act's range); linear_q may also pass a -128.
+  if (M <= kGemvMaxM && std::find(q, q + M * w.K, static_cast<int8_t>(-128)) == q + M * w.K) gemv<kBinary>(w, q, scale, M, y);
+  else gemm<kBinary>(w, q, scale, M, y);
 }
 
 }  // namespace
