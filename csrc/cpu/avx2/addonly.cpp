@@ -69,30 +69,49 @@ Chunks make_chunks(const Geometry &s) {
 
 template <bool kBinary>
 void stage_gemv(const Geometry &s, const Chunks &c, const int8_t *q, int64_t M, uint8_t *a) {
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   for (int64_t m = 0; m < M; ++m) {
     const int8_t *qm = q + m * s.K;
     for (int64_t g = 0; g < s.G; ++g) {
       const int64_t k0 = g * s.bpg * kBlock, k1 = std::min(s.K, k0 + s.bpg * kBlock);
       for (int64_t ch = 0; ch < c.per_group; ++ch) {
         uint8_t *out = a + m * c.stride + (g * c.per_group + ch) * c.ab;
-        const int64_t kc = k0 + ch * c.C;
-        for (int p = 0; p < 32; ++p)
-          if (kBinary) {
-            for (int t = 0; t < 8; ++t) {
-              const int64_t k = kc + 32 * (p / 4) + 8 * (p % 4) + t;
-              const int v = k < k1 ? qm[k] : 0;
-              out[t * 64 + p] = static_cast<uint8_t>(128 - v);
-              out[t * 64 + 32 + p] = static_cast<uint8_t>(128 + v);
-            }
-          } else {
-            for (int t = 0; t < 4; ++t) {
-              const int64_t k = kc + 32 * (p / 8) + p % 8 + 8 * t;
-              out[t * 32 + p] = static_cast<uint8_t>(k < k1 ? -qm[k] : 0);
-            }
+        const int64_t kc = k0 + ch * c.C, n = std::max<int64_t>(0, std::min(c.C, k1 - kc));
+        alignas(32) int8_t v[256];  // the chunk's activations in code order, 0 past the group
+        std::memcpy(v, qm + kc, static_cast<size_t>(n));
+        std::memset(v + n, 0, static_cast<size_t>(c.C - n));
+        if (kBinary) {  // lane p of bit t is code 8p + t: a byte transpose, then 128 -+ q
+          alignas(32) int8_t tr[8][32];
+          for (int p = 0; p < 32; ++p)
+            for (int t = 0; t < 8; ++t) tr[t][p] = v[8 * p + t];
+          for (int t = 0; t < 8; ++t) {
+            const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i *>(tr[t]));
+            _mm256_storeu_si256(reinterpret_cast<__m256i *>(out + t * 64), _mm256_sub_epi8(flip, x));
+            _mm256_storeu_si256(reinterpret_cast<__m256i *>(out + t * 64 + 32), _mm256_xor_si256(x, flip));
           }
+        } else {  // lane 8b + j of field t is code 32b + 8t + j: runs of 8, then -q
+          for (int b = 0; b < 4; ++b)
+            for (int t = 0; t < 4; ++t) std::memcpy(out + t * 32 + 8 * b, v + 32 * b + 8 * t, 8);
+          for (int t = 0; t < 4; ++t) {
+            __m256i *o = reinterpret_cast<__m256i *>(out + t * 32);
+            _mm256_storeu_si256(o, _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_loadu_si256(o)));
+          }
+        }
       }
     }
   }
+}
+
+// Whether q[0..n) holds a -128.
+bool has_int8_min(const int8_t *q, int64_t n) {
+  const __m256i min = _mm256_set1_epi8(-128);
+  __m256i any = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    any = _mm256_or_si256(any, _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(q + i)), min));
+  bool found = !_mm256_testz_si256(any, any);
+  for (; i < n; ++i) found |= q[i] == -128;
+  return found;
 }
 
 // acc[i][r] += the biased sums of one chunk: v[r] = its 32 weight bytes of row r, a = the
@@ -320,7 +339,7 @@ void gemm(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M
 template <bool kBinary>
 void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
   // The GEMV's forms need |q| <= 127 (quantize_act's range); linear_q may also pass a -128.
-  if (M <= kGemvMaxM && std::find(q, q + M * w.K, static_cast<int8_t>(-128)) == q + M * w.K) gemv<kBinary>(w, q, scale, M, y);
+  if (M <= kGemvMaxM && !has_int8_min(q, M * w.K)) gemv<kBinary>(w, q, scale, M, y);
   else gemm<kBinary>(w, q, scale, M, y);
 }
 
