@@ -89,13 +89,9 @@ void stage_gemv(const Geometry &s, const Chunks &c, const int8_t *q, int64_t M, 
             _mm256_storeu_si256(reinterpret_cast<__m256i *>(out + t * 64), _mm256_sub_epi8(flip, x));
             _mm256_storeu_si256(reinterpret_cast<__m256i *>(out + t * 64 + 32), _mm256_xor_si256(x, flip));
           }
-        } else {  // lane 8b + j of field t is code 32b + 8t + j: runs of 8, then -q
+        } else {  // lane 8b + j of field t is code 32b + 8t + j: runs of 8
           for (int b = 0; b < 4; ++b)
             for (int t = 0; t < 4; ++t) std::memcpy(out + t * 32 + 8 * b, v + 32 * b + 8 * t, 8);
-          for (int t = 0; t < 4; ++t) {
-            __m256i *o = reinterpret_cast<__m256i *>(out + t * 32);
-            _mm256_storeu_si256(o, _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_loadu_si256(o)));
-          }
         }
       }
     }
@@ -135,15 +131,23 @@ inline void gemv_chunk(__m256i (&acc)[T][kGemvRows], __m256i (&v)[kGemvRows], co
         for (int r = 0; r < kGemvRows; ++r) v[r] = _mm256_add_epi8(v[r], v[r]);
     }
   } else {
-    const __m256i top = _mm256_set1_epi8(static_cast<char>(0xC0)), bias = _mm256_set1_epi8(static_cast<char>(0x80));
+    // A nibble holds fields 0-1 (low) or 2-3 (high); vpshufb maps it to u - 1 of either field.
+    const __m256i lo_field = _mm256_setr_epi8(-1, 0, 1, 0, -1, 0, 1, 0, -1, 0, 1, 0, -1, 0, 1, 0,
+                                              -1, 0, 1, 0, -1, 0, 1, 0, -1, 0, 1, 0, -1, 0, 1, 0);
+    const __m256i hi_field = _mm256_setr_epi8(-1, -1, -1, -1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0,
+                                              -1, -1, -1, -1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m256i nib = _mm256_set1_epi8(0x0F), bias = _mm256_set1_epi8(static_cast<char>(0x80));
+    __m256i n[2][kGemvRows];
     LOWBIT_UNROLL
-    for (int r = 0; r < kGemvRows; ++r) v[r] = _mm256_xor_si256(v[r], _mm256_set1_epi8(0x55));
+    for (int r = 0; r < kGemvRows; ++r) {
+      n[0][r] = _mm256_and_si256(v[r], nib);
+      n[1][r] = _mm256_and_si256(_mm256_srli_epi16(v[r], 4), nib);
+    }
     LOWBIT_UNROLL
     for (int t = 0; t < 4; ++t) {
       __m256i sg[kGemvRows];
       LOWBIT_UNROLL
-      for (int r = 0; r < kGemvRows; ++r)
-        sg[r] = _mm256_and_si256(t == 3 ? v[r] : _mm256_slli_epi16(v[r], 6 - 2 * t), top);
+      for (int r = 0; r < kGemvRows; ++r) sg[r] = _mm256_shuffle_epi8(t % 2 ? hi_field : lo_field, n[t / 2][r]);
       LOWBIT_UNROLL
       for (int i = 0; i < T; ++i) {
         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + i * stride + t * 32));
