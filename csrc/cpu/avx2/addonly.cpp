@@ -68,12 +68,13 @@ Chunks make_chunks(const Geometry &s) {
 }
 
 template <bool kBinary>
-void stage_gemv(const Geometry &s, const Chunks &c, const int8_t *q, int64_t M, uint8_t *a) {
+void stage_gemv(const Geometry &s, const Chunks &c, const int8_t *q, int64_t M, uint8_t *a, int32_t *odd) {
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   for (int64_t m = 0; m < M; ++m) {
     const int8_t *qm = q + m * s.K;
     for (int64_t g = 0; g < s.G; ++g) {
       const int64_t k0 = g * s.bpg * kBlock, k1 = std::min(s.K, k0 + s.bpg * kBlock);
+      int32_t odd_lanes = 0;
       for (int64_t ch = 0; ch < c.per_group; ++ch) {
         uint8_t *out = a + m * c.stride + (g * c.per_group + ch) * c.ab;
         const int64_t kc = k0 + ch * c.C, n = std::max<int64_t>(0, std::min(c.C, k1 - kc));
@@ -88,12 +89,16 @@ void stage_gemv(const Geometry &s, const Chunks &c, const int8_t *q, int64_t M, 
             const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i *>(tr[t]));
             _mm256_storeu_si256(reinterpret_cast<__m256i *>(out + t * 64), _mm256_sub_epi8(flip, x));
             _mm256_storeu_si256(reinterpret_cast<__m256i *>(out + t * 64 + 32), _mm256_xor_si256(x, flip));
+            if (t % 2)  // lanes where bits t - 1 and t sum to an odd number (see gemv_chunk)
+              odd_lanes += _mm_popcnt_u32(static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(
+                  _mm256_xor_si256(x, _mm256_load_si256(reinterpret_cast<const __m256i *>(tr[t - 1]))), 7))));
           }
         } else {  // lane 8b + j of field t is code 32b + 8t + j: runs of 8
           for (int b = 0; b < 4; ++b)
             for (int t = 0; t < 4; ++t) std::memcpy(out + t * 32 + 8 * b, v + 32 * b + 8 * t, 8);
         }
       }
+      if (kBinary) odd[m * s.G + g] = odd_lanes;
     }
   }
 }
@@ -116,19 +121,25 @@ template <bool kBinary, int T>
 inline void gemv_chunk(__m256i (&acc)[T][kGemvRows], __m256i (&v)[kGemvRows], const uint8_t *a, int64_t stride) {
   const __m256i zero = _mm256_setzero_si256();
   if (kBinary) {
+    // Bits t, t - 1 in pairs: v[r]'s bit 7 is bit t of the packed bytes, twice v[r]'s bit t - 1.
     LOWBIT_UNROLL
-    for (int t = 7; t >= 0; --t) {  // v[r]'s bit 7 is bit t of the packed bytes
+    for (int t = 7; t > 0; t -= 2) {
+      __m256i v2[kGemvRows];
+      LOWBIT_UNROLL
+      for (int r = 0; r < kGemvRows; ++r) v2[r] = _mm256_add_epi8(v[r], v[r]);
       LOWBIT_UNROLL
       for (int i = 0; i < T; ++i) {
-        const __m256i neg = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + i * stride + t * 64));
-        const __m256i pos = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + i * stride + t * 64 + 32));
+        const __m256i *ai = reinterpret_cast<const __m256i *>(a + i * stride + (t - 1) * 64);
+        const __m256i neg0 = _mm256_loadu_si256(ai), pos0 = _mm256_loadu_si256(ai + 1);
+        const __m256i neg1 = _mm256_loadu_si256(ai + 2), pos1 = _mm256_loadu_si256(ai + 3);
         LOWBIT_UNROLL
-        for (int r = 0; r < kGemvRows; ++r)
-          acc[i][r] = _mm256_add_epi64(acc[i][r], _mm256_sad_epu8(_mm256_blendv_epi8(neg, pos, v[r]), zero));
+        for (int r = 0; r < kGemvRows; ++r) {
+          const __m256i z = _mm256_avg_epu8(_mm256_blendv_epi8(neg1, pos1, v[r]), _mm256_blendv_epi8(neg0, pos0, v2[r]));
+          acc[i][r] = _mm256_add_epi64(acc[i][r], _mm256_sad_epu8(z, zero));
+        }
       }
-      if (t > 0)
-        LOWBIT_UNROLL
-        for (int r = 0; r < kGemvRows; ++r) v[r] = _mm256_add_epi8(v[r], v[r]);
+      LOWBIT_UNROLL
+      for (int r = 0; r < kGemvRows; ++r) v[r] = _mm256_add_epi8(v2[r], v2[r]);
     }
   } else {
     // A nibble holds fields 0-1 (low) or 2-3 (high); vpshufb maps it to u - 1 of either field.
@@ -162,7 +173,7 @@ inline void gemv_chunk(__m256i (&acc)[T][kGemvRows], __m256i (&v)[kGemvRows], co
 // Rows n0 .. n0+nr (nr <= kGemvRows) for tokens m .. m+T.
 template <bool kBinary, int T>
 void gemv_tile(const lowbit_weight &w, const Geometry &s, const Chunks &c, const IntEpilogue &ep, const uint8_t *a,
-               const float *scale, int64_t n0, int nr, int64_t m, float *y) {
+               const int32_t *odd, const float *scale, int64_t n0, int nr, int64_t m, float *y) {
   const int64_t rb = row_bytes(w.scheme, w.K), bb = kBinary ? 4 : 8;
   const uint8_t *row[kGemvRows];
   LOWBIT_UNROLL
@@ -197,12 +208,16 @@ void gemv_tile(const lowbit_weight &w, const Geometry &s, const Chunks &c, const
         v[r] = _mm256_maskload_epi32(reinterpret_cast<const int *>(row[r] + w0 + full * 32), mask);
       gemv_chunk<kBinary, T>(acc, v, ag + full * c.ab, c.stride);
     }
-    const int64_t bias = 128 * (full + (rest ? 1 : 0)) * c.C;  // every lane went in as 128 + its value
+    // Every lane went in as 128 + its value; binary summed pairs of lanes as their average.
+    const int64_t bias = 128 * (full + (rest ? 1 : 0)) * c.C;
     LOWBIT_UNROLL
     for (int i = 0; i < T; ++i)
       LOWBIT_UNROLL
       for (int r = 0; r < kGemvRows; ++r)
-        if (r < nr) accf[i][r] = ep.group(n0 + r, g, accf[i][r], static_cast<int32_t>(hsum_epi32(acc[i][r]) - bias));
+        if (r < nr) {
+          const int64_t sum = hsum_epi32(acc[i][r]), lanes = kBinary ? 2 * sum - odd[(m + i) * s.G + g] : sum;
+          accf[i][r] = ep.group(n0 + r, g, accf[i][r], static_cast<int32_t>(lanes - bias));
+        }
   }
   LOWBIT_UNROLL
   for (int i = 0; i < T; ++i)
@@ -216,14 +231,15 @@ void gemv(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M
   const Geometry s = make_geometry(w, kBlock);
   const Chunks c = make_chunks<kBinary>(s);
   std::vector<uint8_t> a(static_cast<size_t>(M * c.stride));
-  stage_gemv<kBinary>(s, c, q, M, a.data());
+  std::vector<int32_t> odd(kBinary ? static_cast<size_t>(M * s.G) : 0);
+  stage_gemv<kBinary>(s, c, q, M, a.data(), odd.data());
   const IntEpilogue ep{w, s.G};
   run_row_ranges(w.N, M * w.K, [&](int64_t n0, int64_t rows) {
     for (int64_t r = n0; r < n0 + rows; r += kGemvRows) {
       const int nr = static_cast<int>(std::min<int64_t>(kGemvRows, n0 + rows - r));
       for (int64_t m = 0; m < M; m += 2) {
-        if (M - m >= 2) gemv_tile<kBinary, 2>(w, s, c, ep, a.data(), scale, r, nr, m, y);
-        else gemv_tile<kBinary, 1>(w, s, c, ep, a.data(), scale, r, nr, m, y);
+        if (M - m >= 2) gemv_tile<kBinary, 2>(w, s, c, ep, a.data(), odd.data(), scale, r, nr, m, y);
+        else gemv_tile<kBinary, 1>(w, s, c, ep, a.data(), odd.data(), scale, r, nr, m, y);
       }
     }
   }, kGemvRows);
