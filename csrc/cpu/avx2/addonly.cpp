@@ -336,8 +336,15 @@ template <bool kBinary>
 void gemm(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
   const Geometry s = make_geometry(w, kBlock);
   std::vector<uint8_t> x(static_cast<size_t>(M * s.Kp));
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t k = 0; k < s.Kp; ++k) x[m * s.Kp + k] = static_cast<uint8_t>(127 - (k < s.K ? q[m * s.K + k] : 0));
+  for (int64_t m = 0; m < M; ++m) {  // 127 - q = q ^ 0x7F
+    const int8_t *qm = q + m * s.K;
+    uint8_t *xm = x.data() + m * s.Kp;
+    int64_t k = 0;
+    for (; k + 32 <= s.K; k += 32)
+      _mm256_storeu_si256(reinterpret_cast<__m256i *>(xm + k),
+                          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(qm + k)), _mm256_set1_epi8(0x7F)));
+    for (; k < s.Kp; ++k) xm[k] = static_cast<uint8_t>(127 - (k < s.K ? qm[k] : 0));
+  }
   const IntEpilogue ep{w, s.G};
   run_tiles(w.N, M, kGemmRows, [&](int64_t n0, int64_t rows, int64_t m0, int64_t mc) {
     static thread_local std::vector<uint8_t> dbuf;
