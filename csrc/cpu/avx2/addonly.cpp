@@ -1,38 +1,39 @@
 // AVX2 add-only kernel for ternary and binary weights: no multiplication anywhere.
 //
-// Activations are int8 (|q| <= 127), so a weight of +1 / -1 / 0 turns each one into a byte,
-// +q / -q / 0, and the reduction is vpsadbw, the sum of 8 unsigned bytes (its |a - b| with
-// one operand 0 or 255 is a plain or a complemented add). Every byte lane carries a bias that
-// does not depend on the data and is subtracted once per group, so sums are exact in int32:
-//   ternary: y = vpsignb(q, sign) is +q, -q or 0 (vpsignb only negates, keeps or zeroes: an
-//            add, a subtract or a skip per weight); sad(y ^ 0x80) = sum (y + 128).
-//   binary:  a lane holds 128 + q for u = 1 and 128 - q for u = 0 (picked by vpblendvb, or
-//            as |A - m| with A = 127 - q and m = 0xFF for u = 1, 0 for u = 0, which gives
-//            128 + q or 127 - q: then the bias is 127 per lane plus the count of u = 1).
-// One vpsadbw and one add per 32 weights, against two 16-bit masked adds (ternary: and, add,
-// and, subtract) of the int16 mask kernel this replaced, and no 16-bit overflow to flush.
+// The reduction is vpsadbw, the sum of 8 unsigned bytes, here bytes that are an activation q,
+// its negation or nothing, each plus a fixed bias that the group's epilogue takes off again:
+// a weight only picks which (add, subtract or skip), and sums are exact in int32 (vpsadbw's
+// |a - b| has one side 0 or 255: a plain or a complemented add). One sad and one add per 32
+// weights of a (token, row), where the int16 mask kernel this replaced expanded every task's
+// codes into 4 bytes of masks each and spent an AND and an add (ternary: two) per 16.
 //
-// Few tokens (GEMV, M <= kGemvMaxM): each row is streamed once and decoded in registers,
-// 32 weight bytes at a time (128 ternary / 256 binary codes). The decode is cheapest in the
-// order the packed bits fall in, so the activations are staged once per call in that order
-// instead (chunked per group, zero-padded):
-//   ternary: byte p of the chunk holds codes 32 (p/8) + p%8 + 8t in its 2-bit fields t; XOR
-//            0x55 makes a field 01 / 00 / 11 for u = 0 / 1 / 2, and moved to bits 7:6 and
-//            masked it is a sign byte that is positive / zero / negative: vpsignb of -q gives
-//            -q / 0 / +q, i.e. (u - 1) q, with three shifts and four ANDs per 128 codes.
-//   binary:  bit t of byte p is code 32 (p/4) + 8 (p%4) + t; vpblendvb reads bit 7, so
-//            doubling the byte (vpaddb) brings the next bit up; it picks 128 + q or 128 - q.
-// The qword lanes of a sad are blocks of the chunk, so rows stream in order; a group whose
-// length is not a multiple of the chunk ends in a masked load (vpmaskmovd: no read past the
-// group) against zero activations.
+// Few tokens (GEMV, M <= kGemvMaxM): each row is streamed once, 4 rows at a time with a
+// software prefetch ahead, and decoded in registers 32 weight bytes (128 ternary / 256 binary
+// codes) at a time. Decoding is cheapest in the order the packed bits fall in, so the
+// activations are staged once per call in that order instead (chunked per group, 0-padded):
+//   ternary: 2-bit field t of byte p is code 32 (p/8) + p%8 + 8t. vpshufb maps a nibble (two
+//            fields) to u - 1 of one of them, and vpsignb(q, u - 1) is +q, 0 or -q: vpsignb
+//            only keeps, zeroes or negates, the add, skip or subtract of the weight; XOR 0x80
+//            makes it 128 + that for the sad.
+//   binary:  bit t of byte p is code 8p + t. vpblendvb reads bit 7 (doubling the byte brings
+//            the next bit up) and picks the staged 128 + q or 128 - q. The lanes of bits t and
+//            t - 1 are averaged (vpavgb) before one sad: a pair's sum is twice its average
+//            minus its parity, and that parity is q's either way, counted at staging.
+// A group whose length is no multiple of the chunk ends in a masked load (vpmaskmovd: nothing
+// read past it) against zero activations. The GEMV needs |q| <= 127, all quantize_act gives;
+// linear_q takes any int8, and a call with a -128 goes to the GEMM.
 //
-// More tokens (GEMM): each task decodes its rows once into bytes in code order (ternary u - 1,
-// binary 0 / 0xFF, with the count of u = 1 per group) and a tokens x rows tile does one
-// vpsignb + XOR + sad + add (ternary) or one sad + add (binary) per 32 weights, token and row,
-// the decoded bytes read as memory operands from L1/L2.
+// More tokens (GEMM): each task decodes its rows once into byte masks in code order (binary:
+// plus; ternary: nonzero and plus) and a tokens x rows tile sums A = 127 - q (for ternary
+// A & nonzero) against them: sad(A, plus) adds |A - 255| = 128 + q for a weight +1,
+// |A - 0| = 127 - q for -1 and 0 for 0, exact for every int8. Binary: sad + add per 32
+// weights, token and row; ternary: AND + sad + add (vpsignb + XOR + sad + add measured 1.1-1.2x
+// slower there).
 //
-// The float epilogue is IntEpilogue's (the reference's order), so results are bit-identical
-// to the scalar kernel.
+// The CPU layout (w.cpu_layout: lookup-table indexes for AVX-512's vpermw) is not read: with
+// vpshufb's 16 byte-wide entries, its int16 partial sums would need two lookups and a merge per
+// entry (not tried). The float epilogue is IntEpilogue's (the reference's order), so results
+// are bit-identical to the scalar kernel.
 #include "cpu/avx2/unpack.h"
 #include "cpu/common/tiling.h"
 
@@ -43,15 +44,18 @@ namespace {
 // GEMV takes 0.81-0.96x the GEMM's time at M = 8, 0.92-1.12x at 12-16.
 constexpr int64_t kGemvMaxM = 8;
 constexpr int kGemvRows = 4;       // GEMV rows per tile (4 streams, activations loaded once)
+// GEMV prefetch distance, in rows past the tile. 4096x4096 M=1, one thread, weights from DRAM:
+// none ~0.91 ms, 8 rows ~0.51-0.61 ms (ternary); 4, 16, 32 rows and _MM_HINT_T1 / NTA were
+// within this shared machine's noise of 8 (ad-hoc interleaved runs).
 constexpr int64_t kPrefetchRows = 8;
 constexpr int kGemmMR = 4, kGemmNR = 2;  // GEMM tile: tokens x rows
-constexpr int64_t kGemmRows = 16;  // GEMM rows per task (decoded bytes: 16 x Kp, L1/L2)
+constexpr int64_t kGemmRows = 16;  // GEMM rows per task (decoded masks: 16 x Kp bytes a plane)
 
 // ---- GEMV ---------------------------------------------------------------------------------
 
 // Where a call's staged activations and weight chunks go: a chunk is 32 weight bytes (cb
-// blocks, C codes); a group is `chunks` chunks (the last one of a group may be partial), its
-// activations `ab` bytes per chunk (ternary: 4 x 32 of -q; binary: 8 bits x (128 - q, 128 + q)).
+// blocks, C codes); a group is per_group chunks (its last one may be partial), its
+// activations `ab` bytes per chunk (ternary: 4 fields x 32 q; binary: 8 bits x (128 - q, 128 + q)).
 struct Chunks {
   int64_t cb, C, ab;
   int64_t per_group;  // chunks of a full group (staging stride)
@@ -69,6 +73,8 @@ Chunks make_chunks(const Geometry &s) {
   return c;
 }
 
+// Token m's activations into a + m * stride in the chunks' lane order (see the top of the file)
+// and, binary, odd[m][g] = the lanes of group g whose pair of bits t, t - 1 sums to an odd q.
 template <bool kBinary>
 void stage_gemv(const Geometry &s, const Chunks &c, const int8_t *q, int64_t M, uint8_t *a, int32_t *odd) {
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
@@ -217,8 +223,8 @@ void gemv_tile(const lowbit_weight &w, const Geometry &s, const Chunks &c, const
       LOWBIT_UNROLL
       for (int r = 0; r < kGemvRows; ++r)
         if (r < nr) {
-          const int64_t sum = hsum_epi32(acc[i][r]), lanes = kBinary ? 2 * sum - odd[(m + i) * s.G + g] : sum;
-          accf[i][r] = ep.group(n0 + r, g, accf[i][r], static_cast<int32_t>(lanes - bias));
+          const int64_t sum = hsum_epi32(acc[i][r]), total = kBinary ? 2 * sum - odd[(m + i) * s.G + g] : sum;
+          accf[i][r] = ep.group(n0 + r, g, accf[i][r], static_cast<int32_t>(total - bias));
         }
   }
   LOWBIT_UNROLL
@@ -367,7 +373,7 @@ void gemm(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M
 
 template <bool kBinary>
 void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
-  // The GEMV's forms need |q| <= 127 (quantize_act's range); linear_q may also pass a -128.
+  // The GEMV needs |q| <= 127 (quantize_act's range); linear_q may also pass a -128.
   if (M <= kGemvMaxM && !has_int8_min(q, M * w.K)) gemv<kBinary>(w, q, scale, M, y);
   else gemm<kBinary>(w, q, scale, M, y);
 }
