@@ -87,7 +87,7 @@ void stage_gemv(const Geometry &s, const Chunks &c, const int8_t *q, int64_t M, 
         uint8_t *out = a + m * c.stride + (g * c.per_group + ch) * c.ab;
         const int64_t kc = k0 + ch * c.C, n = std::max<int64_t>(0, std::min(c.C, k1 - kc));
         alignas(32) int8_t v[256];  // the chunk's activations in code order, 0 past the group
-        std::memcpy(v, qm + kc, static_cast<size_t>(n));
+        std::memcpy(v, qm + std::min(kc, s.K), static_cast<size_t>(n));
         std::memset(v + n, 0, static_cast<size_t>(c.C - n));
         if (kBinary) {  // lane p of bit t is code 8p + t: a byte transpose, then 128 -+ q
           alignas(32) int8_t tr[8][32];
