@@ -224,6 +224,8 @@ def main():
                     "cpu_<isa>.{json,md,png} so the widths can be compared (Zen 4 double-pumps 512-bit ops)")
     ap.add_argument("--shapes", default=None, help="NxK,NxK,... instead of the default list (results go to "
                     "cpu_partial.*, or cpu_<isa>_partial.*)")
+    ap.add_argument("--stem", default=None, help="name the result files STEM.{json,md,png} (e.g. one per "
+                    "machine) instead of the default cpu / cpu_quick / cpu_<isa> / *_partial")
     args = ap.parse_args()
     if lowbit._C.cpu_isa() == "scalar":
         # The scalar reference is an oracle, not a kernel to time: M=512 would take hours. Most
@@ -263,6 +265,7 @@ def main():
     stem = "cpu_quick" if args.quick else "cpu" if not args.isa else "cpu_" + args.isa
     if args.shapes or schemes != list(formats.SCHEMES):
         stem += "_partial"
+    stem = args.stem or stem
     json.dump(dict(meta=meta, rows=rows), open(os.path.join(OUT, stem + ".json"), "w"), indent=1)
     write_markdown(os.path.join(OUT, stem + ".md"), meta, rows)
     plot(os.path.join(OUT, stem + ".png"), rows, schemes)

@@ -8,17 +8,7 @@ import torch
 
 import lowbit
 from lowbit import formats
-
-SIMD_ISAS = [i for i in lowbit._C.cpu_isa_supported().split(",") if i != "scalar"]
-
-pytestmark = pytest.mark.skipif(not SIMD_ISAS, reason="no SIMD ISA on this CPU/build")
-
-
-@pytest.fixture(autouse=True)
-def restore_isa():
-    before = lowbit._C.cpu_isa()
-    yield
-    lowbit.set_cpu_isa(before)
+from test_cpu_isa import SIMD_ISAS, pytestmark, restore_isa  # noqa: F401 (the fixture is autouse)
 
 
 def linear_q(isa, q, scale, qweight, scales, bias, scheme, K, gs):

@@ -252,17 +252,8 @@ bool weight_only_layout(const lowbit_weight &w, const float *x, int64_t M, float
 bool integer_layout(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
   if (!w.cpu_layout || M > kMaxTokensInt) return false;
   const Geometry s = make_geometry(w, kBlock);
-  const int64_t gs = s.bpg * kBlock;
-  static thread_local std::vector<int8_t> dbuf;
-  static thread_local std::vector<int32_t> sbuf;
-  int8_t *d = scratch(dbuf, static_cast<size_t>(M * s.Kp));
-  int32_t *sums = scratch(sbuf, static_cast<size_t>(M * s.G));
   TokenPlanes tok[kMaxTokensInt];
-  for (int64_t m = 0; m < M; ++m) {
-    tok[m].d = d + m * s.Kp;
-    tok[m].gsum = sums + m * s.G;
-    stage_codes(q + m * w.K, scale[m], w.K, s.Kp, gs, s.G, tok[m]);
-  }
+  stage_code_planes(w, s, q, scale, M, tok);
   run_tiles_layout<3, 1>(w, s, tok, M, y);  // w3a3: the one integer scheme with a layout
   return true;
 }

@@ -14,6 +14,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
+
+#include "cpu/common/tiling.h"
 
 namespace lowbit {
 namespace {
@@ -81,6 +84,20 @@ inline void stage_codes(const int8_t *q, float scale, int64_t K, int64_t Kp, int
   }
   t.f0 = scale;
   t.f1 = 1.0f;
+}
+
+// The one-plane TokenPlanes of M integer-code tokens (sums per group), in this thread's scratch.
+inline void stage_code_planes(const lowbit_weight &w, const Geometry &s, const int8_t *q, const float *scale,
+                              int64_t M, TokenPlanes *tok) {
+  static thread_local std::vector<int8_t> dbuf;
+  static thread_local std::vector<int32_t> sbuf;
+  int8_t *d = scratch(dbuf, static_cast<size_t>(M * s.Kp));
+  int32_t *sums = scratch(sbuf, static_cast<size_t>(M * s.G));
+  for (int64_t m = 0; m < M; ++m) {
+    tok[m].d = d + m * s.Kp;
+    tok[m].gsum = sums + m * s.G;
+    stage_codes(q + m * w.K, scale[m], w.K, s.Kp, s.bpg * kBlock, s.G, tok[m]);
+  }
 }
 
 }  // namespace
