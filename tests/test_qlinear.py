@@ -149,3 +149,48 @@ def test_eager_fast_path_matches_the_op_and_yields_to_tracing_and_autograd():
     assert not ops._eager(xg, q.scales, q.bias)
     ops.linear(xg, *args).sum().backward()
     assert torch.allclose(xg.grad, q.dequantize().sum(0).expand(3, -1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheme", list(lowbit.SCHEMES))
+def test_cpu_fast_path_matches_and_refreshes(scheme):
+    """QLinear's eager CPU path (ops.CpuLinear: the weight checked once, x checked per call) gives
+    what ops.linear gives, follows in-place writes and replaced buffers, steps aside for
+    autograd, and leaves the errors to ops.linear."""
+    torch.manual_seed(1)
+    q = lowbit.QLinear.from_linear(torch.nn.Linear(100, 37), scheme, group_size=-1)
+    x = torch.randn(3, 2, 100)
+
+    def expect(x=x):  # the same kernels (given the same CPU layout) through the checked entry point
+        return lowbit.ops.linear(x, q.qweight, q.scales, q.zeros, q.bias, scheme, 100, q.kernel_group_size,
+                                 q._cpu_layout_for(x))
+
+    with torch.no_grad():
+        assert torch.equal(q(x), expect())
+        fast = q._cpu_linear[1]
+        q(x)
+        assert q._cpu_linear[1] is fast  # kept while nothing changes
+        q.scales.mul_(0.5)  # in place: the version counter moves
+        q.bias.add_(1.0)
+        assert torch.equal(q(x), expect()) and q._cpu_linear[1] is not fast
+        other = lowbit.QLinear.from_linear(torch.nn.Linear(100, 37), scheme, group_size=-1)
+        q.load_state_dict(other.state_dict())
+        assert torch.equal(q(x), expect())
+        q.qweight = other.qweight.clone()  # reassigned
+        assert torch.equal(q(x), expect())
+        xb = x.to(torch.bfloat16)
+        assert q(xb).dtype == torch.bfloat16 and torch.equal(q(xb), expect(xb))
+        with pytest.raises(ValueError, match="last dimension must be in_features=100"):
+            q(torch.randn(2, 99))
+        with pytest.raises(TypeError, match="x: expected dtype"):
+            q(torch.randn(2, 100, dtype=torch.float64))
+        y = q(x.transpose(0, 1))  # non-contiguous input: forward makes it contiguous
+        assert torch.equal(y, q(x.transpose(0, 1).contiguous()))
+    xg = x.clone().requires_grad_(True)
+    q(xg).sum().backward()  # autograd: the op path, which has a backward
+    assert xg.grad is not None and xg.grad.shape == x.shape
+    import copy
+    import pickle
+    c = copy.deepcopy(q)
+    assert "_cpu_linear" not in c.__dict__ and "_cpu_linear" not in pickle.loads(pickle.dumps(q)).__dict__
+    with torch.no_grad():
+        assert torch.equal(c(x), q(x))

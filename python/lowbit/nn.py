@@ -74,12 +74,54 @@ class QLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-        return ops.linear(x.contiguous(), self.qweight, self.scales, self.zeros, self.bias,
+        x = x.contiguous()
+        fast = self._cpu_linear_for(x)
+        if fast is not None:
+            return fast(x)
+        return ops.linear(x, self.qweight, self.scales, self.zeros, self.bias,
                           self.scheme, self.in_features, self.kernel_group_size, self._cpu_layout_for(x))
+
+    def __getstate__(self):
+        # Pickles and deep copies leave the fast path behind: it holds raw pointers of this
+        # layer's tensors (the copy builds its own on its first call).
+        state = dict(super().__getstate__())
+        state.pop("_cpu_linear", None)
+        return state
+
+    def _weight_key(self) -> tuple:
+        """Changes whenever qweight, scales, zeros or bias is replaced (moved, reloaded,
+        reassigned) or written in place (its version counter). Read from _buffers directly:
+        nn.Module's attribute lookup costs ~1 us a tensor, a tenth of a small layer's call."""
+        b = self._buffers
+        return tuple((id(t), t.data_ptr(), t._version) for t in (b["qweight"], b["scales"], b["zeros"], b["bias"])
+                     if t is not None)
+
+    def _cpu_linear_for(self, x: torch.Tensor) -> "ops.CpuLinear | None":
+        """The eager CPU fast path (ops.CpuLinear: the weight checked once, each call checks only
+        x), rebuilt whenever the weight changes; None where ops.linear must run the call (other
+        devices, tracing, autograd, inputs it must reject with an error). The conditions are
+        ops._eager's, inlined."""
+        if type(x) is not torch.Tensor or x.device.type != "cpu":
+            return None
+        if torch.compiler.is_compiling() or ops._current_dispatch_mode() is not None:
+            return None
+        b = self._buffers
+        if torch.is_grad_enabled() and (x.requires_grad or b["scales"].requires_grad
+                                        or (b["bias"] is not None and b["bias"].requires_grad)):
+            return None
+        key = (self._weight_key(), self.use_cpu_layout)
+        cached = self.__dict__.get("_cpu_linear")
+        if cached is None or cached[0] != key:
+            if b["qweight"].device.type != "cpu":
+                return None
+            fast = ops.CpuLinear(b["qweight"], b["scales"], b["zeros"], b["bias"], self.scheme, self.in_features,
+                                 self.kernel_group_size, self._cpu_layout_for(x))
+            self.__dict__["_cpu_linear"] = cached = (key, fast)
+        return cached[1] if cached[1].accepts(x) else None
 
     def _cpu_layout_for(self, x: torch.Tensor) -> "torch.Tensor | None":
         """The weight in the CPU layout (ops.prepack_cpu; ops.CPU_LAYOUT_SCHEMES), which
-        the AVX-512 kernels read (1-3 tokens; ternary/binary: any count): built on the first CPU call and rebuilt whenever
+        the fastest CPU decode kernels read: built on the first CPU call and rebuilt whenever
         qweight, scales or zeros changed (moved, reloaded or written in place: their storage or
         version counter differs). It is a plain attribute, not a buffer, so it is neither saved
         nor moved by .to(). It holds the same bytes as the packed weight, so a layer run on a
@@ -92,8 +134,7 @@ class QLinear(nn.Module):
             return None
         if x.device.type != "cpu" or self.qweight.device.type != "cpu" or self.scheme not in ops.CPU_LAYOUT_SCHEMES:
             return None
-        tensors = (self.qweight, self.scales, self.zeros)
-        key = tuple((t.data_ptr(), t._version) for t in tensors if t is not None)
+        key = self._weight_key()[:3 if self.zeros is not None else 2]
         cached = getattr(self, "_cpu_layout", None)
         if cached is None or cached[0] != key:
             with torch.no_grad():

@@ -145,6 +145,39 @@ def _check_layout(cpu_layout, s, N, K, group_size):
         raise ValueError(f"cpu_layout: expected {n} bytes (prepack_cpu of this weight), got shape {tuple(cpu_layout.shape)}")
 
 
+class CpuLinear:
+    """A packed weight checked once for many eager calls on a CPU: what `QLinear` keeps per
+    layer. A call then checks only x (dtype, device, last dimension, contiguity) and runs the
+    kernel, saving the weight-side checks of `linear` (bench/results/op_overhead.md). It keeps
+    references to the tensors it passes pointers of; build a new one when any of them changes
+    (QLinear does, keyed on their storage and version counters). Call it only where `linear`
+    would call the kernel directly (nothing traces or differentiates: see `_eager`)."""
+
+    __slots__ = ("_head", "_layout", "_keep", "N", "K")
+
+    def __init__(self, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
+        s, N = check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, torch.device("cpu"))
+        if cpu_layout is not None:
+            _check_layout(cpu_layout, s, N, in_features, group_size)
+        b = _bias_f32(bias)
+        self._keep = (qweight, scales, zeros, b, cpu_layout)
+        self._head = (s.id, N, in_features, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(zeros), _ptr(b))
+        self._layout = _ptr(cpu_layout)
+        self.N, self.K = N, in_features
+
+    def accepts(self, x) -> bool:
+        """True for a contiguous CPU float32/fp16/bf16 tensor [..., K]; anything else goes
+        through `linear`, which raises the errors."""
+        return (type(x) is torch.Tensor and x.dtype in _DTYPE_IDS and x.device.type == "cpu" and x.dim() >= 1
+                and x.shape[-1] == self.K and x.is_contiguous())
+
+    def __call__(self, x):
+        dt = _DTYPE_IDS[x.dtype]
+        y = torch.empty(*x.shape[:-1], self.N, dtype=x.dtype)
+        _C.linear(*self._head, x.data_ptr(), dt, x.numel() // self.K, y.data_ptr(), dt, self._layout)
+        return y
+
+
 def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
     _check_x(x, in_features)
     s, N = check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, x.device)

@@ -25,6 +25,15 @@
 // 16 rows x 32 codes is ~220 instructions (64 vpmaddubsw for the 4 planes), measured at
 // ~26 ns a block on one Zen 3 core with its data in L1 (an ad-hoc microbenchmark): compute,
 // not DRAM, bounds it at one token (bench/results/cpu_avx2_zen3.md: 4096x4096 w4a16 0.62 ms).
+//
+// Tried and measured no faster (2026-12-02, ad hoc, one Zen 3 core, weights in L2/L3): decoding
+// each code of a layout word straight to a float lane, (word & (15 << p)) converted is u 2^p
+// exactly, against activations staged times 2^-p, with the zero point taken off in the integer
+// lane first ((u - z) 2^p, so every product is x (u - z) as in the reference): vpand, vpsubd,
+// vcvtdq2ps and an FMA per 8 rows and code ran at 17-20 G multiply-adds/s, the same as these
+// digit planes (~20). Without the per-code zero point (z * sum x taken off once per group) it
+// was ~25-29, but failed the 1e4-outlier test (1.1e-5 of the terms' size against 1e-5): the
+// rounding of x u does not shrink with u - z.
 #include <immintrin.h>
 
 #include <cmath>
