@@ -5,8 +5,8 @@
     python bench/cpu_bench.py --isa avx2 --shapes 4096x4096   # the 256-bit kernels -> cpu_avx2_partial.*
 
 For every (N, K) shape, token count M and scheme it reports the median time of
-lowbit.ops.linear (given the CPU layout of the schemes that have one, as QLinear does), the GB/s
-of weight bytes read that implies (codes + scales + zeros; ternary: its CPU layout, base-3 words
+lowbit.ops.linear (given the CPU layout where the active kernels read one, as QLinear does), the GB/s
+of weight bytes read that implies (codes + scales + zeros; ternary on AVX-512: its CPU layout, base-3 words
 of 1.78 bits a weight, + scales), the
 fraction of this machine's DRAM read bandwidth (measured in the same run) and the speedup over
 torch's dense fp32 and bf16 matmul of the same shape, timed in interleaved rounds. Weights (ours
@@ -115,14 +115,14 @@ def make_weights(scheme, N, K, gen):
     scales = (torch.rand(N, G, generator=gen) * 0.01 + 0.001).half()
     zeros = torch.randint(0, s.max_code + 1, (N, G), generator=gen).to(torch.uint8) if s.has_zeros else None
     nbytes = qweight.numel() + scales.numel() * 2 + (zeros.numel() if zeros is not None else 0)
-    if scheme == "ternary":  # its kernel reads the CPU layout (8/9 the codes' size) and the scales
+    if scheme == "ternary" and ops.cpu_layout_used(scheme):  # its kernel reads the CPU layout (8/9 the codes' size) and the scales
         nbytes = ops.cpu_layout_bytes(scheme, N, K, gs) + scales.numel() * 2
     n = copies_for(nbytes)
     copies = []
     for _ in range(n):
         q, sc, z = qweight.clone(), scales.clone(), None if zeros is None else zeros.clone()
-        # What QLinear passes on a CPU: the CPU layout of w4a16/w3a16 (same bytes, own copy).
-        layout = ops.prepack_cpu(q, sc, z, scheme, K, gs) if scheme in ops.CPU_LAYOUT_SCHEMES else None
+        # What QLinear passes on a CPU: the CPU layout where the active kernels read one (same bytes, own copy).
+        layout = ops.prepack_cpu(q, sc, z, scheme, K, gs) if ops.cpu_layout_used(scheme) else None
         copies.append((q, sc, z, layout))
     return copies, gs, nbytes
 
@@ -173,7 +173,7 @@ def write_markdown(path, meta, rows):
              f"{meta.get('loadavg_1min_end', float('nan')):.2f}; run took {meta['elapsed_s'] / 60:.1f} min"
              + (f"; note: {meta['note']}" if meta.get("note") else ""),
              "- weights rotated through > 256 MiB of copies (nothing from L3); median times",
-             "- GB/s: weight bytes read per second (codes + scales + zeros; ternary: its CPU layout, 1.78 bits a weight, + scales); 'of BW': fraction of the "
+             "- GB/s: weight bytes read per second (codes + scales + zeros; ternary where the kernels read its CPU layout (AVX-512): the layout, 1.78 bits a weight, + scales); 'of BW': fraction of the "
              "bandwidth measured in the same interleaved rounds as the row (M = 1 rows; other rows: of the "
              "first measurement)", "- speedup: torch fp32 (bf16) F.linear time / lowbit time, same shape, same run",
              "", "| N x K | M | scheme | ms | GB/s | DRAM GB/s | of BW | vs fp32 | vs bf16 |",

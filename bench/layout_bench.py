@@ -1,6 +1,7 @@
 """The CPU layout against the canonical format, per scheme and token count, in one run.
 
     python bench/layout_bench.py        # about 4 minutes on 2 cores
+    python bench/layout_bench.py --schemes w4a8,w4a4 --stem cpu_layout_avx2   # a subset, another file
 
 For 4096x4096 and M in 1..4 (and 8 for ternary/binary) it times lowbit.ops.linear given the
 CPU layout (what QLinear passes) and without it (the canonical kernels), and torch fp32
@@ -10,6 +11,7 @@ addonly.cpp (up to how many tokens each path is used). Writes bench/results/cpu_
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import sys
@@ -27,13 +29,19 @@ N = K = 4096
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--schemes", default=",".join(ops.CPU_LAYOUT_SCHEMES), help="comma-separated subset")
+    ap.add_argument("--stem", default="cpu_layout", help="write bench/results/STEM.md")
+    ap.add_argument("--note", default="", help="a remark stored with the results")
+    args = ap.parse_args()
+    schemes = [formats.get_scheme(n).name for n in args.schemes.split(",")]
     torch.set_num_threads(2)
     lowbit.set_num_threads(2)
     gen = torch.Generator().manual_seed(0)
     load0 = os.getloadavg()[0]
     dense = [torch.randn(N, K, generator=gen) for _ in range(copies_for(N * K * 4))]
     rows = []
-    for scheme in ops.CPU_LAYOUT_SCHEMES:
+    for scheme in schemes:
         s = formats.SCHEMES[scheme]
         gs = formats.resolve_group_size(s, GROUP.get(scheme, -1), K)
         G = formats.num_groups(K, gs)
@@ -56,17 +64,18 @@ def main():
         del copies
     lines = ["# CPU layout vs canonical format (4096x4096)", "",
              f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-             "- command: `python bench/layout_bench.py`",
+             "- command: `python " + " ".join(["bench/layout_bench.py"] + sys.argv[1:]) + "`",
              f"- machine: {cpu_name()}, 2 threads, ISA {lowbit._C.cpu_isa()}, torch {torch.__version__}",
-             f"- 1-minute load average at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}",
+             f"- 1-minute load average at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}"
+             + (f"; note: {args.note}" if args.note else ""),
              "- median ms of lowbit.ops.linear with the CPU layout and without it, and torch fp32, timed in "
              "interleaved rounds, weights rotated through > 256 MiB of copies", "",
              "| scheme | M | layout ms | canonical ms | canonical / layout | torch fp32 ms |", "|---|---|---|---|---|---|"]
     lines += [f"| {sc} | {M} | {a:.3f} | {b:.3f} | {b / a:.2f}x | {c:.3f} |" for sc, M, a, b, c in rows]
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "cpu_layout.md"), "w") as f:
+    with open(os.path.join(OUT, args.stem + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    print("wrote bench/results/cpu_layout.md")
+    print(f"wrote bench/results/{args.stem}.md")
 
 
 if __name__ == "__main__":

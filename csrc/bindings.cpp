@@ -74,6 +74,7 @@ PYBIND11_MODULE(_C, m) {
     const lowbit_weight w = make_weight(s, N, K, gs, 0, 0, 0, 0);
     return lowbit_cpu_layout_bytes(&w);
   });
+  m.def("cpu_layout_used", [](int s) { return lowbit_cpu_layout_used(static_cast<lowbit_scheme>(s)) != 0; });
   m.def("prepack_cpu", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
                           std::uintptr_t zeros, std::uintptr_t out, int64_t out_bytes) {
     const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, zeros, 0);

@@ -3,9 +3,11 @@
 
 The layout is checked byte for byte against an independent Python transcription of the spec;
 the kernels on odd shapes, every group-size kind, 1-9 tokens (AVX-512 serves 1-3, AVX2 up to
-8 for w4a16/w3a16 and 4 for w3a3, and each must hand the rest to the other kernels), bit-exact for the integer schemes, and for w4a16/w3a16 on
-hard activations (outliers, tiny, denormal, huge, zero, Inf, NaN: its fixed point must not
-break any of them); and QLinear must rebuild the layout when its weight changes.
+8 for w4a16/w3a16, 4 for w3a3 and 1 for w4a8/w4a4, and each must hand the rest to the other
+kernels), bit-exact for the integer schemes, and for w4a16/w3a16 on hard activations
+(outliers, tiny, denormal, huge, zero, Inf, NaN: its fixed point must not break any of them);
+and QLinear must keep a layout exactly where the active kernels read it and rebuild it when
+its weight changes.
 """
 import pytest
 import torch
@@ -17,7 +19,10 @@ from lowbit.nn import QLinear
 from test_cpu_isa import check_close, group_sizes, make_weight, run_linear
 
 ISAS = lowbit._C.cpu_isa_supported().split(",")  # the layout must be harmless on every ISA
-LAYOUT_SCHEMES = ["w4a16", "w3a16", "w3a3", "ternary", "binary"]
+LAYOUT_SCHEMES = ["w4a16", "w3a16", "w3a3", "w4a8", "w4a4", "ternary", "binary"]
+# Whose layout each ISA's kernels read (lowbit_cpu_layout_used): the rest run the canonical arrays.
+READERS = {"scalar": set(), "avx2": {"w4a16", "w3a16", "w3a3", "w4a8", "w4a4"},
+           "avx512": {"w4a16", "w3a16", "w3a3", "ternary", "binary"}}
 WEIGHT_ONLY = ["w4a16", "w3a16"]
 
 
@@ -32,6 +37,12 @@ def test_which_schemes_have_a_layout():
     for name in formats.SCHEMES:
         n = ops.cpu_layout_bytes(name, 5, 40, 40)
         assert (n > 0) == (name in ops.CPU_LAYOUT_SCHEMES) == (name in LAYOUT_SCHEMES), name
+
+
+def test_which_layouts_each_isa_reads():
+    for isa in ISAS:
+        lowbit.set_cpu_isa(isa)
+        assert {s for s in formats.SCHEMES if ops.cpu_layout_used(s)} == READERS[isa], isa
 
 
 def spec_lut_index(codes, scheme, gs):
@@ -198,8 +209,31 @@ def test_bad_layouts_raise():
                               layout.data_ptr(), layout.numel())
 
 
-@pytest.mark.parametrize("scheme", WEIGHT_ONLY + ["w3a3", "ternary"])
+@pytest.mark.parametrize("scheme", LAYOUT_SCHEMES)
+def test_qlinear_builds_its_layout_where_the_kernels_read_it(scheme):
+    """On every ISA: QLinear keeps a layout exactly when that ISA's kernels read it, and drops or
+    builds it when the ISA changes (lowbit.set_cpu_isa); results match the canonical path."""
+    torch.manual_seed(0)
+    q = QLinear.from_linear(torch.nn.Linear(96, 40), scheme, group_size=32)
+    x = torch.randn(1, 96)
+    with torch.no_grad():
+        for isa in ISAS + ISAS[::-1]:
+            lowbit.set_cpu_isa(isa)
+            y = q(x)
+            assert hasattr(q, "_cpu_layout") == (scheme in READERS[isa]), (isa, scheme)
+            torch.testing.assert_close(y, ops.linear(x, q.qweight, q.scales, q.zeros, q.bias, scheme, 96, 32),
+                                       rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheme", LAYOUT_SCHEMES)
 def test_qlinear_builds_and_refreshes_its_layout(scheme):
+    readers = [i for i in ISAS if scheme in READERS[i]]
+    if not readers:  # no kernel on this machine reads it, so QLinear builds none (the test above)
+        for isa in ISAS:
+            lowbit.set_cpu_isa(isa)
+            assert not ops.cpu_layout_used(scheme)
+        return
+    lowbit.set_cpu_isa(readers[-1])
     torch.manual_seed(0)
     lin = torch.nn.Linear(96, 40)
     q = QLinear.from_linear(lin, scheme, group_size=32)

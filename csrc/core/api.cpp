@@ -150,6 +150,11 @@ int64_t lowbit_cpu_layout_bytes(const lowbit_weight *w) {
   return cpu_layout_bytes(w->scheme, w->N, w->K, w->group_size);
 }
 
+int lowbit_cpu_layout_used(lowbit_scheme scheme) {
+  if (!valid_scheme(scheme) || !has_cpu_layout(scheme)) return 0;
+  return (lowbit::active_kernels().layout_schemes & lowbit::layout_bit(scheme)) ? 1 : 0;
+}
+
 lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t out_bytes) {
   if (lowbit_status st = check_weight(w)) return st;
   if (!has_cpu_layout(w->scheme))

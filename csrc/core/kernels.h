@@ -27,7 +27,12 @@ struct KernelTable {
   // table that does not implement it (the dispatcher then falls back to the scalar one).
   void (*static_act)(const lowbit_weight &w, const float *x, int64_t M, const float *act_scale,
                      const int32_t *act_zero, const int32_t *seg_end, int64_t C, int abits, float *y);
+  // Bit s set: these kernels read the CPU layout of scheme s (for some token counts); callers
+  // that keep a layout only for speed build it only then (lowbit_cpu_layout_used).
+  uint32_t layout_schemes;
 };
+
+constexpr uint32_t layout_bit(lowbit_scheme s) { return 1u << s; }
 
 // The scalar reference: the oracle every other kernel is tested against.
 const KernelTable &scalar_kernels();

@@ -16,10 +16,11 @@ class QLinear(nn.Module):
     Buffers (what save/load keep): qweight uint8 [N, row_bytes], scales fp16 [N, G],
     zeros uint8 [N, G] (w4a16/w3a16 only), bias [N] (optional).
 
-    On a CPU the layer also keeps its weight in the CPU layout (see _cpu_layout_for), which the
-    fastest decode kernels read (bench/results/cpu.md) and which doubles the packed weight's
-    memory; set `use_cpu_layout = False` on a layer (or on the class, for all) to trade that
-    speed for the memory.
+    On a CPU whose kernels read it (ops.cpu_layout_used) the layer also keeps its weight in the
+    CPU layout (see _cpu_layout_for), which the fastest decode kernels read
+    (bench/results/cpu.md) and which doubles the packed weight's memory; set
+    `use_cpu_layout = False` on a layer (or on the class, for all) to trade that speed for the
+    memory.
     """
 
     use_cpu_layout: bool = True
@@ -109,7 +110,7 @@ class QLinear(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or b["scales"].requires_grad
                                         or (b["bias"] is not None and b["bias"].requires_grad)):
             return None
-        key = (self._weight_key(), self.use_cpu_layout)
+        key = (self._weight_key(), self.use_cpu_layout, ops._C.cpu_isa())
         cached = self.__dict__.get("_cpu_linear")
         if cached is None or cached[0] != key:
             if b["qweight"].device.type != "cpu":
@@ -120,8 +121,10 @@ class QLinear(nn.Module):
         return cached[1] if cached[1].accepts(x) else None
 
     def _cpu_layout_for(self, x: torch.Tensor) -> "torch.Tensor | None":
-        """The weight in the CPU layout (ops.prepack_cpu; ops.CPU_LAYOUT_SCHEMES), which
-        the fastest CPU decode kernels read: built on the first CPU call and rebuilt whenever
+        """The weight in the CPU layout (ops.prepack_cpu), which the fastest CPU decode kernels
+        read, or None where the active kernels read none for this scheme (ops.cpu_layout_used:
+        e.g. ternary on AVX2, everything on the scalar reference): built on the first CPU call
+        where they do, and rebuilt whenever
         qweight, scales or zeros changed (moved, reloaded or written in place: their storage or
         version counter differs). It is a plain attribute, not a buffer, so it is neither saved
         nor moved by .to(). It holds the same bytes as the packed weight, so a layer run on a
@@ -132,7 +135,8 @@ class QLinear(nn.Module):
         if not self.use_cpu_layout:
             self.__dict__.pop("_cpu_layout", None)
             return None
-        if x.device.type != "cpu" or self.qweight.device.type != "cpu" or self.scheme not in ops.CPU_LAYOUT_SCHEMES:
+        if x.device.type != "cpu" or self.qweight.device.type != "cpu" or not ops.cpu_layout_used(self.scheme):
+            self.__dict__.pop("_cpu_layout", None)  # (the active kernels may have changed: lowbit.set_cpu_isa)
             return None
         key = self._weight_key()[:3 if self.zeros is not None else 2]
         cached = getattr(self, "_cpu_layout", None)

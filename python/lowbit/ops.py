@@ -96,8 +96,9 @@ def _eager(*tensors) -> bool:
 def linear(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
     """y = x @ dequant(W)^T + bias in the scheme's own arithmetic; any leading dims on x.
     cpu_layout: None, or prepack_cpu() of this very weight (CPU_LAYOUT_SCHEMES), which the
-    AVX-512 kernels use for 1-3 tokens (ternary/binary: any count; nothing checks that it
-    matches: rebuild it when the weight changes).
+    decode kernels of the active ISA read where cpu_layout_used(scheme) (docs/formats.md says
+    for which token counts; the other kernels ignore it); nothing checks that it matches: rebuild
+    it when the weight changes.
     torch.ops.lowbit.linear, called directly when nothing traces or differentiates (_eager)."""
     if _eager(x, scales, bias):
         return _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout)
@@ -112,20 +113,27 @@ def _linear_op(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
 
 
 # The schemes with a CPU layout (lowbit_cpu_layout_bytes > 0; tests/test_cpu_layout.py checks).
-CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16", "w3a3", "ternary", "binary")
+CPU_LAYOUT_SCHEMES = ("w4a16", "w3a16", "w3a3", "w4a8", "w4a4", "ternary", "binary")
 
 
 def cpu_layout_bytes(scheme, out_features, in_features, group_size) -> int:
-    """Bytes of the CPU layout of a weight; 0 for schemes without one (w8a8, w4a8, w4a4)."""
+    """Bytes of the CPU layout of a weight; 0 for a scheme without one (w8a8)."""
     return _C.cpu_layout_bytes(get_scheme(scheme).id, out_features, in_features, group_size)
+
+
+def cpu_layout_used(scheme) -> bool:
+    """Whether the active CPU kernels (lowbit.backend_info()["cpu_isa"]) read this scheme's CPU
+    layout at some token count: on AVX2 w4a16, w3a16, w3a3, w4a8, w4a4; on AVX-512 w4a16, w3a16,
+    w3a3, ternary, binary; the scalar reference none. QLinear builds a layout only then."""
+    return _C.cpu_layout_used(get_scheme(scheme).id)
 
 
 def prepack_cpu(qweight, scales, zeros, scheme, in_features, group_size):
     """The CPU layout of a packed weight (uint8 tensor, docs/formats.md "CPU layout"), or None
-    for schemes without one (w8a8, w4a8, w4a4). w4a16/w3a16/w3a3: the same bytes as qweight +
-    scales + zeros, rows interleaved in 16s, for the AVX-512 VNNI GEMV of 1-3 tokens;
-    ternary/binary: the lookup-table kernel's index, panels of 128 rows (every token count).
-    QLinear builds and refreshes it by itself."""
+    for the scheme without one (w8a8). 4- and 3-bit schemes: the same bytes as qweight + scales
+    (+ zeros), rows interleaved in 16s, for the GEMV of a few tokens; ternary/binary: the
+    AVX-512 lookup-table kernel's index, panels of 128 rows (every token count). Which kernels
+    read it: cpu_layout_used. QLinear builds and refreshes it by itself."""
     s, N = check_weight(qweight, scales, zeros, None, scheme, in_features, group_size, torch.device("cpu"))
     n = _C.cpu_layout_bytes(s.id, N, in_features, group_size)
     if n == 0:

@@ -237,7 +237,7 @@ void run(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M,
 bool integer_layout(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y);  // layout_gemv.cpp
 
 void integer(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
-  if (integer_layout(w, q, scale, M, y)) return;  // few tokens and a CPU layout (w3a3)
+  if (integer_layout(w, q, scale, M, y)) return;  // few tokens and a CPU layout (w3a3; w4a8/w4a4: one token)
   if (M <= kGemvMaxM && scheme_info(w.scheme).wbits == 4) return gemv4(w, q, scale, M, y);
   if (w.scheme == LOWBIT_W8A8) run<int16_t>(w, q, scale, M, y);
   else run<uint8_t>(w, q, scale, M, y);

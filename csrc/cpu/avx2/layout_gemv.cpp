@@ -229,6 +229,12 @@ void run_tiles_layout(const lowbit_weight &w, const Geometry &s, const TokenPlan
 // against the canonical kernels, cold weights): w4a16 1.2 / 4.4 ms against 3.1 / 4.9 at M = 2 / 8,
 // w3a16 1.3 / 5.1 against 3.1 / 5.5; w3a3 1.10 against 1.22 ms at M = 4, even at M = 8.
 constexpr int64_t kMaxTokensW = 8, kMaxTokensInt = 4;
+// w4a8 / w4a4 (one plane of int8 activations, like w3a3): one token. There the layout's one
+// stream per tile read 4096x4096 1.11-1.20x faster than the canonical 4-row GEMV (integer.cpp)
+// on the 2-core Zen 3 in four interleaved runs (the last: bench/results/cpu_layout_avx2.md,
+// whose M > 1 rows run the canonical kernel on both sides); at 2-4 tokens the two were within
+// ~10% either way in the first run, so the canonical kernel keeps them.
+constexpr int64_t kMaxTokensInt4 = 1;
 
 template <int kBits>
 bool weight_only_gemv(const lowbit_weight &w, const float *x, int64_t M, float *y) {
@@ -259,11 +265,12 @@ bool weight_only_layout(const lowbit_weight &w, const float *x, int64_t M, float
 }
 
 bool integer_layout(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
-  if (!w.cpu_layout || M > kMaxTokensInt) return false;
+  if (!w.cpu_layout || M > (scheme_info(w.scheme).wbits == 4 ? kMaxTokensInt4 : kMaxTokensInt)) return false;
   const Geometry s = make_geometry(w, kBlock);
   TokenPlanes tok[kMaxTokensInt];
   stage_code_planes(w, s, q, scale, M, tok);
-  run_tiles_layout<3, 1>(w, s, tok, M, y);  // w3a3: the one integer scheme with a layout
+  if (scheme_info(w.scheme).wbits == 4) run_tiles_layout<4, 1>(w, s, tok, M, y);  // w4a8, w4a4
+  else run_tiles_layout<3, 1>(w, s, tok, M, y);                                   // w3a3
   return true;
 }
 

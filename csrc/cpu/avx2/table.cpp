@@ -20,6 +20,9 @@ const KernelTable *avx2_kernels() {
     t.addonly = avx2::addonly;
     t.quantize_act = avx2::quantize_act;
     t.static_act = static_act_via_weight_only<avx2::weight_only>;  // RPTQ: see common/static_act.h
+    // layout_gemv.cpp; not ternary/binary (addonly.cpp says why).
+    t.layout_schemes = layout_bit(LOWBIT_W4A16) | layout_bit(LOWBIT_W3A16) | layout_bit(LOWBIT_W3A3) |
+                       layout_bit(LOWBIT_W4A8) | layout_bit(LOWBIT_W4A4);
     return t;
   }();
   return &table;

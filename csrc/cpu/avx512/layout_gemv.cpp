@@ -221,7 +221,8 @@ bool weight_only_layout(const lowbit_weight &w, const float *x, int64_t M, float
 }
 
 bool integer_layout(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
-  if (!w.cpu_layout || M > kMaxTokensInt) return false;
+  // w4a8/w4a4 layouts are read by the AVX2 kernel only: here their canonical GEMV was as fast.
+  if (!w.cpu_layout || M > kMaxTokensInt || w.scheme != LOWBIT_W3A3) return false;
   const Geometry s = make_geometry(w, kBlock);
   TokenPlanes tok[kMaxTokensInt];
   stage_code_planes(w, s, q, scale, M, tok);

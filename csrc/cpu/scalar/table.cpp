@@ -13,7 +13,7 @@ void static_act(const lowbit_weight &, const float *, int64_t, const float *, co
 
 const KernelTable &scalar_kernels() {
   static const KernelTable table{"scalar", scalar::weight_only, scalar::integer, scalar::addonly,
-                                 scalar::quantize_act, scalar::static_act};
+                                 scalar::quantize_act, scalar::static_act, /*layout_schemes=*/0};
   return table;
 }
 }  // namespace lowbit

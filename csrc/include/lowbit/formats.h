@@ -124,10 +124,10 @@ inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
 
 // ---- CPU layout (lowbit_prepack_cpu) -------------------------------------------------------
 //
-// For the AVX-512 VNNI GEMV of few tokens (cpu/avx512/layout_gemv.cpp): vector lanes are rows,
-// so 16 rows are interleaved word by word. w4a16, w3a16 and w3a3 have it: it measured faster
-// there, and no faster for w8a8, w4a8 and w4a4, whose canonical rows already stream well
-// (bench/results/cpu_layout.md); ternary/binary have their own, below. Rows are taken in tiles
+// For the GEMV of few tokens (cpu/avx512/layout_gemv.cpp, cpu/avx2/layout_gemv.cpp): vector
+// lanes are rows, so 16 rows are interleaved word by word. Every 4- and 3-bit scheme has it
+// (which kernels read which: KernelTable::layout_schemes, docs/formats.md); w8a8 has none, its
+// canonical rows already stream as well; ternary/binary have their own, below. Rows are taken in tiles
 // of 16 (the last tile padded with code 0, scale 0, zero 0); a tile is
 //   codes  [nb blocks][b words][16 rows] uint32   (b = 4 or 3 words per block of 32 codes)
 //   scales [G][16 rows] binary16
@@ -142,7 +142,8 @@ inline int row_code(const uint8_t *row, lowbit_scheme s, int64_t k) {
 constexpr int64_t kLayoutRows = 16;
 
 inline bool has_cpu_layout(lowbit_scheme s) {
-  return s == LOWBIT_W4A16 || s == LOWBIT_W3A16 || s == LOWBIT_W3A3 || kSchemes[s].compute == Compute::AddOnly;
+  return s == LOWBIT_W4A16 || s == LOWBIT_W3A16 || s == LOWBIT_W3A3 || s == LOWBIT_W4A8 || s == LOWBIT_W4A4 ||
+         kSchemes[s].compute == Compute::AddOnly;
 }
 
 struct CpuLayout {

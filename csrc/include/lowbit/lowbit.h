@@ -125,16 +125,19 @@ lowbit_status lowbit_linear_static(const lowbit_weight *w, const void *x, lowbit
                                    const float *act_scale, const int32_t *act_zero, const int32_t *cluster_end,
                                    int64_t C, int abits, void *y, lowbit_dtype y_dtype);
 
-/* The CPU layout ("prepack"): the same codes (and, for w4a16/w3a16/w3a3, scales and zero
- * points) rearranged for the AVX-512 kernels (docs/formats.md, "CPU layout"): for w4a16, w3a16,
- * w3a3 rows interleaved in tiles of 16 for the VNNI GEMV of 1-3 tokens; for
- * ternary and binary the index of the lookup-table kernel (panels of 128 rows), used at every
- * token count. w8a8, w4a8 and w4a4 have none. lowbit_cpu_layout_bytes: its size in bytes, 0 when the scheme
+/* The CPU layout ("prepack"): the same codes (and, except for ternary/binary, scales and zero
+ * points) rearranged for the decode kernels (docs/formats.md, "CPU layout"): for w4a16, w3a16,
+ * w3a3, w4a8, w4a4 rows interleaved in tiles of 16 for the GEMV of a few tokens; for ternary
+ * and binary the index of the AVX-512 lookup-table kernel (panels of 128 rows), used at every
+ * token count. w8a8 has none. lowbit_cpu_layout_bytes: its size in bytes, 0 when the scheme
  * has no CPU layout or on bad input. lowbit_prepack_cpu fills out (out_bytes checked).
  * Kernels without a use for it (other ISAs, more tokens) read the canonical arrays: the layout
- * is an addition, never a replacement. */
+ * is an addition, never a replacement. lowbit_cpu_layout_used: 1 if the active CPU kernels
+ * (lowbit_cpu_isa) read the layout of this scheme at some token count, else 0 (a caller that
+ * keeps the layout only for speed, as QLinear does, need not build it then). */
 int64_t lowbit_cpu_layout_bytes(const lowbit_weight *w);
 lowbit_status lowbit_prepack_cpu(const lowbit_weight *w, uint8_t *out, int64_t out_bytes);
+int lowbit_cpu_layout_used(lowbit_scheme scheme);
 
 /* Run-time CPU dispatch. isa: "scalar", "avx2", "avx512"; the best supported is the default,
  * LOWBIT_ISA in the environment picks another at start-up. Setting an ISA the machine lacks
