@@ -92,6 +92,12 @@ static void test_w4a16_float(void) {
   free(layout);
   lowbit_weight wt = {LOWBIT_W8A8, N, K, K, packed, scales, NULL, NULL};
   CHECK(lowbit_cpu_layout_bytes(&wt) == 0, "w8a8 has no CPU layout");
+  CHECK(lowbit_cpu_layout_used(LOWBIT_W8A8) == 0 && lowbit_cpu_layout_used((lowbit_scheme)99) == 0,
+        "no kernel reads a layout that does not exist");
+  const char *isa = lowbit_cpu_isa();
+  CHECK(lowbit_set_cpu_isa("scalar") == LOWBIT_OK && lowbit_cpu_layout_used(LOWBIT_W4A16) == 0,
+        "the scalar reference reads no layout");
+  CHECK(lowbit_set_cpu_isa(isa) == LOWBIT_OK, "%s", lowbit_last_error());
   wt.cpu_layout = packed;
   CHECK(lowbit_linear(&wt, x, LOWBIT_F32, 1, y1, LOWBIT_F32) == LOWBIT_ERR_SCHEME, "a layout for w8a8 accepted");
 }
