@@ -5,7 +5,8 @@
     python bench/cpu_bench.py --isa avx2 --shapes 4096x4096   # the 256-bit kernels -> cpu_avx2_partial.*
 
 For every (N, K) shape, token count M and scheme it reports the median time of
-lowbit.ops.linear (given the CPU layout where the active kernels read one, as QLinear does), the GB/s
+lowbit's kernels called as QLinear calls them on a CPU (ops.CpuLinear: the weight checked once,
+x per call; given the CPU layout where the active kernels read one), the GB/s
 of weight bytes read that implies (codes + scales + zeros; ternary on AVX-512: its CPU layout, base-3 words
 of 1.78 bits a weight, + scales), the
 fraction of this machine's DRAM read bandwidth (measured in the same run) and the speedup over
@@ -123,7 +124,7 @@ def make_weights(scheme, N, K, gen):
         q, sc, z = qweight.clone(), scales.clone(), None if zeros is None else zeros.clone()
         # What QLinear passes on a CPU: the CPU layout where the active kernels read one (same bytes, own copy).
         layout = ops.prepack_cpu(q, sc, z, scheme, K, gs) if ops.cpu_layout_used(scheme) else None
-        copies.append((q, sc, z, layout))
+        copies.append((q, sc, z, layout, ops.CpuLinear(q, sc, z, None, scheme, K, gs, layout)))
     return copies, gs, nbytes
 
 
@@ -140,8 +141,7 @@ def bench_shape(N, K, schemes, ms, budget, gen, bw):
             x = torch.randn(M, K, generator=gen)
             xb = x.bfloat16()
             wf, wb = dense[torch.float32], dense[torch.bfloat16]
-            fns = [(lambda i: ops.linear(x, copies[i][0], copies[i][1], copies[i][2], None, scheme, K, gs,
-                                         copies[i][3]), len(copies), "lowbit"),
+            fns = [(lambda i: copies[i][4](x), len(copies), "lowbit"),
                    (lambda i: torch.nn.functional.linear(x, wf[i]), len(wf), "fp32"),
                    (lambda i: torch.nn.functional.linear(xb, wb[i]), len(wb), "bf16")]
             if M == 1:  # memory-bound: its bandwidth fraction matters, so measure the bandwidth beside it
@@ -175,7 +175,8 @@ def write_markdown(path, meta, rows):
              "- weights rotated through > 256 MiB of copies (nothing from L3); median times",
              "- GB/s: weight bytes read per second (codes + scales + zeros; ternary where the kernels read its CPU layout (AVX-512): the layout, 1.78 bits a weight, + scales); 'of BW': fraction of the "
              "bandwidth measured in the same interleaved rounds as the row (M = 1 rows; other rows: of the "
-             "first measurement)", "- speedup: torch fp32 (bf16) F.linear time / lowbit time, same shape, same run",
+             "first measurement)", "- speedup: torch fp32 (bf16) F.linear time / lowbit time, same shape, same run; lowbit: the call QLinear "
+             "makes on a CPU (ops.CpuLinear: weight checked once, x per call, the CPU layout where the kernels read one)",
              "", "| N x K | M | scheme | ms | GB/s | DRAM GB/s | of BW | vs fp32 | vs bf16 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
