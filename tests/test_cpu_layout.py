@@ -228,11 +228,9 @@ def test_qlinear_builds_its_layout_where_the_kernels_read_it(scheme):
 @pytest.mark.parametrize("scheme", LAYOUT_SCHEMES)
 def test_qlinear_builds_and_refreshes_its_layout(scheme):
     readers = [i for i in ISAS if scheme in READERS[i]]
-    if not readers:  # no kernel on this machine reads it, so QLinear builds none (the test above)
-        for isa in ISAS:
-            lowbit.set_cpu_isa(isa)
-            assert not ops.cpu_layout_used(scheme)
-        return
+    if not readers:
+        pytest.skip(f"no kernel of this CPU ({', '.join(ISAS)}) reads the {scheme} layout; that QLinear then "
+                    "builds none is test_qlinear_builds_its_layout_where_the_kernels_read_it")
     lowbit.set_cpu_isa(readers[-1])
     torch.manual_seed(0)
     lin = torch.nn.Linear(96, 40)

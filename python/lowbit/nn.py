@@ -100,15 +100,9 @@ class QLinear(nn.Module):
     def _cpu_linear_for(self, x: torch.Tensor) -> "ops.CpuLinear | None":
         """The eager CPU fast path (ops.CpuLinear: the weight checked once, each call checks only
         x), rebuilt whenever the weight changes; None where ops.linear must run the call (other
-        devices, tracing, autograd, inputs it must reject with an error). The conditions are
-        ops._eager's, inlined."""
-        if type(x) is not torch.Tensor or x.device.type != "cpu":
-            return None
-        if torch.compiler.is_compiling() or ops._current_dispatch_mode() is not None:
-            return None
+        devices, tracing, autograd (ops._eager), inputs it must reject with an error)."""
         b = self._buffers
-        if torch.is_grad_enabled() and (x.requires_grad or b["scales"].requires_grad
-                                        or (b["bias"] is not None and b["bias"].requires_grad)):
+        if x.device.type != "cpu" or not ops._eager(x, b["scales"], b["bias"]):
             return None
         key = (self._weight_key(), self.use_cpu_layout, ops._C.cpu_isa())
         cached = self.__dict__.get("_cpu_linear")

@@ -188,17 +188,15 @@ class CpuLinear:
 
 def _linear_impl(x, qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout=None):
     _check_x(x, in_features)
+    if x.device.type == "cpu":  # the same checks and call as QLinear's cached CPU path
+        return CpuLinear(qweight, scales, zeros, bias, scheme, in_features, group_size, cpu_layout)(x)
     s, N = check_weight(qweight, scales, zeros, bias, scheme, in_features, group_size, x.device)
     M = x.numel() // in_features
     y = torch.empty(*x.shape[:-1], N, dtype=x.dtype, device=x.device)
     b = _bias_f32(bias)
     args = (s.id, N, in_features, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(zeros), _ptr(b),
             x.data_ptr(), _DTYPE_IDS[x.dtype], M, y.data_ptr(), _DTYPE_IDS[y.dtype])
-    if x.device.type == "cpu":
-        if cpu_layout is not None:
-            _check_layout(cpu_layout, s, N, in_features, group_size)
-        _C.linear(*args, _ptr(cpu_layout))
-    elif x.device.type == "cuda":
+    if x.device.type == "cuda":
         if not _C.CUDA_COMPILED:
             raise RuntimeError("lowbit was built without CUDA kernels; reinstall with nvcc on PATH "
                                "(LOWBIT_CUDA=ON) to run on a GPU")

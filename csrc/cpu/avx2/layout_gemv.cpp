@@ -31,9 +31,9 @@
 // exactly, against activations staged times 2^-p, with the zero point taken off in the integer
 // lane first ((u - z) 2^p, so every product is x (u - z) as in the reference): vpand, vpsubd,
 // vcvtdq2ps and an FMA per 8 rows and code ran at 17-20 G multiply-adds/s, the same as these
-// digit planes (~20). Without the per-code zero point (z * sum x taken off once per group) it
-// was ~25-29, but failed the 1e4-outlier test (1.1e-5 of the terms' size against 1e-5): the
-// rounding of x u does not shrink with u - z.
+// digit planes (~20-22). Without the per-code zero point (z * sum x taken off once per group) it
+// was 20-22 in this file (25-29 in a standalone loop) and failed the 1e4-outlier test (1.1e-5
+// of the terms' size against 1e-5): the rounding of x u does not shrink with u - z.
 #include <immintrin.h>
 
 #include <cmath>
@@ -230,10 +230,10 @@ void run_tiles_layout(const lowbit_weight &w, const Geometry &s, const TokenPlan
 // w3a16 1.3 / 5.1 against 3.1 / 5.5; w3a3 1.10 against 1.22 ms at M = 4, even at M = 8.
 constexpr int64_t kMaxTokensW = 8, kMaxTokensInt = 4;
 // w4a8 / w4a4 (one plane of int8 activations, like w3a3): one token. There the layout's one
-// stream per tile read 4096x4096 1.11-1.20x faster than the canonical 4-row GEMV (integer.cpp)
-// on the 2-core Zen 3 in four interleaved runs (the last: bench/results/cpu_layout_avx2.md,
-// whose M > 1 rows run the canonical kernel on both sides); at 2-4 tokens the two were within
-// ~10% either way in the first run, so the canonical kernel keeps them.
+// stream per tile read 4096x4096 1.11-1.14x faster than the canonical 4-row GEMV (integer.cpp)
+// on the 2-core Zen 3 (bench/results/cpu_layout_avx2.md, whose M > 1 rows run the canonical
+// kernel on both sides; 1.13-1.14x in an earlier ad-hoc run of the same bench); at 2-4 tokens
+// the two were within ~10% either way in that earlier run, so the canonical kernel keeps them.
 constexpr int64_t kMaxTokensInt4 = 1;
 
 template <int kBits>
