@@ -2,9 +2,9 @@
 (csrc/cpu/avx512/layout_gemv.cpp, csrc/cpu/avx2/layout_gemv.cpp), against the scalar reference.
 
 The layout is checked byte for byte against an independent Python transcription of the spec;
-the kernels on odd shapes, every group-size kind, 1-9 tokens (AVX-512 serves 1-3, AVX2 up to
-8 for w4a16/w3a16, 4 for w3a3 and 1 for w4a8/w4a4, and each must hand the rest to the other
-kernels), bit-exact for the integer schemes, and for w4a16/w3a16 on hard activations
+the kernels on odd shapes, every group-size kind, 1-9 tokens (AVX-512 serves 1-3 of the
+bit-group schemes, AVX2 up to 8 for w4a16/w3a16, 4 for w3a3 and 1 for w4a8/w4a4, and each must
+hand the rest to the other kernels), bit-exact for the integer schemes, and for w4a16/w3a16 on hard activations
 (outliers, tiny, denormal, huge, zero, Inf, NaN: its fixed point must not break any of them);
 and QLinear must keep a layout exactly where the active kernels read it and rebuild it when
 its weight changes.
@@ -22,7 +22,7 @@ ISAS = lowbit._C.cpu_isa_supported().split(",")  # the layout must be harmless o
 LAYOUT_SCHEMES = ["w4a16", "w3a16", "w3a3", "w4a8", "w4a4", "ternary", "binary"]
 # Whose layout each ISA's kernels read (lowbit_cpu_layout_used): the rest run the canonical arrays.
 READERS = {"scalar": set(), "avx2": {"w4a16", "w3a16", "w3a3", "w4a8", "w4a4"},
-           "avx512": {"w4a16", "w3a16", "w3a3", "ternary", "binary"}}
+           "avx512": {"w4a16", "w3a16", "w3a3", "w4a8", "w4a4", "ternary", "binary"}}
 WEIGHT_ONLY = ["w4a16", "w3a16"]
 
 

@@ -1,7 +1,8 @@
 // AVX-512 VNNI GEMV (few tokens) on the CPU layout (lowbit_prepack_cpu, docs/formats.md):
 // w4a16 / w3a16 through exact integer digit planes of the float activations, and the integer
-// scheme w3a3 on its int8 activation codes (w4a8/w4a4 have no layout: it did not pay,
-// bench/results/cpu_layout.md).
+// schemes w3a3, w4a8 and w4a4 on their int8 activation codes (w4a8/w4a4: 1.18-1.31x their
+// canonical GEMV at 1-3 tokens, bench/results/cpu_layout_avx512_w4.md; an earlier try, before
+// the tile-ahead prefetch below, had not paid).
 //
 // Lanes are rows (the layout interleaves 16 rows word by word): one vector is 4 consecutive
 // codes of 16 rows, the 4 matching activation bytes are broadcast (an embedded {1to16}
@@ -22,7 +23,7 @@
 // kernel. Per 32 codes and 16 rows: 32 vpdpbusd plus 12 (4-bit) or 17 (3-bit) instructions to
 // turn the words into bytes.
 //
-// The integer scheme (w3a3) needs one plane, its int8 codes: dot = sum u q - offset * sum q,
+// The integer schemes (w3a3, w4a8, w4a4) need one plane, its int8 codes: dot = sum u q - offset * sum q,
 // exact, and the float epilogue is the scalar reference's, operation for operation
 // (acc += wscale * dot per group; y = acc * xscale + bias), so the results are bit-identical.
 #include <immintrin.h>
@@ -189,7 +190,8 @@ void run_tiles_layout(const lowbit_weight &w, const Geometry &s, const TokenPlan
 // at M = 1 / 2 / 3 (earlier: 2.42x / 1.80x / 1.36x).
 constexpr int64_t kMaxTokensW4 = 2, kMaxTokensW3 = 3;
 // w3a3: one vpdpbusd per 64 weights and token; 1.42x / 1.40x / 1.78x the canonical GEMV (its
-// bit planes cost more to unpack) at M = 1 / 2 / 3, same file.
+// bit planes cost more to unpack) at M = 1 / 2 / 3, same file; w4a8/w4a4 1.18-1.31x at M = 1..3
+// (at M = 4 the canonical kernel was as fast), bench/results/cpu_layout_avx512_w4.md.
 constexpr int64_t kMaxTokensInt = 3;
 
 template <int kBits>
@@ -221,12 +223,12 @@ bool weight_only_layout(const lowbit_weight &w, const float *x, int64_t M, float
 }
 
 bool integer_layout(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {
-  // w4a8/w4a4 layouts are read by the AVX2 kernel only: here their canonical GEMV was as fast.
-  if (!w.cpu_layout || M > kMaxTokensInt || w.scheme != LOWBIT_W3A3) return false;
+  if (!w.cpu_layout || M > kMaxTokensInt) return false;
   const Geometry s = make_geometry(w, kBlock);
   TokenPlanes tok[kMaxTokensInt];
   stage_code_planes(w, s, q, scale, M, tok);
-  run_tiles_layout<3, 1>(w, s, tok, M, y);  // w3a3: the one integer scheme with a layout
+  if (scheme_info(w.scheme).wbits == 4) run_tiles_layout<4, 1>(w, s, tok, M, y);
+  else run_tiles_layout<3, 1>(w, s, tok, M, y);
   return true;
 }
 

@@ -20,9 +20,9 @@ const KernelTable *avx512_kernels() {
     t.addonly = avx512::addonly;
     t.quantize_act = avx512::quantize_act;
     t.static_act = static_act_via_weight_only<avx512::weight_only>;  // RPTQ: see common/static_act.h
-    // layout_gemv.cpp and addonly_lut.cpp; not w4a8/w4a4 (their canonical GEMV was as fast here).
+    // layout_gemv.cpp (w4a16, w3a16, w3a3, w4a8, w4a4) and addonly_lut.cpp (ternary, binary).
     t.layout_schemes = layout_bit(LOWBIT_W4A16) | layout_bit(LOWBIT_W3A16) | layout_bit(LOWBIT_W3A3) |
-                       layout_bit(LOWBIT_TERNARY) | layout_bit(LOWBIT_BINARY);
+                       layout_bit(LOWBIT_TERNARY) | layout_bit(LOWBIT_BINARY) | layout_bit(LOWBIT_W4A8) | layout_bit(LOWBIT_W4A4);
     return t;
   }();
   return &table;
