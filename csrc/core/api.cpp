@@ -1,6 +1,7 @@
 // The C API: argument checks that protect memory, fp16/bf16 conversion at the edges, and calls
 // through the active CPU kernel table. Python validates more (and more kindly) before it gets
 // here; these checks are the last line for C callers.
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/kernels.h"
+#include "core/threads.h"
 #include "lowbit/formats.h"
 #include "lowbit/lowbit.h"
 
@@ -272,7 +274,19 @@ lowbit_status lowbit_linear(const lowbit_weight *w, const void *x, lowbit_dtype 
   static thread_local std::vector<float> scale;
   q.resize(static_cast<size_t>(M * w->K));
   scale.resize(static_cast<size_t>(M));
-  kt.quantize_act(xf, M, w->K, si.abits, q.data(), scale.data());
+  // Tokens are independent: many of them (prefill) are quantized in parallel, 16 per task
+  // (4096 x 512 took ~0.23 ms on one Zen 5 core, ~2% of the integer GEMM after it).
+  constexpr int64_t kQuantTokens = 16;
+  if (M < 2 * kQuantTokens) {
+    kt.quantize_act(xf, M, w->K, si.abits, q.data(), scale.data());
+  } else {
+    int8_t *qp = q.data();  // not q inside the tasks: q is thread_local, each thread has its own
+    float *sp = scale.data();
+    lowbit::parallel_for((M + kQuantTokens - 1) / kQuantTokens, [&](int64_t t) {
+      const int64_t m0 = t * kQuantTokens, mc = std::min(kQuantTokens, M - m0);
+      kt.quantize_act(xf + m0 * w->K, mc, w->K, si.abits, qp + m0 * w->K, sp + m0);
+    });
+  }
   return lowbit_linear_q(w, q.data(), scale.data(), M, y, y_dtype);
 }
 

@@ -77,12 +77,25 @@ inline void prefetch_next_tile(const uint8_t *row, int64_t row_bytes, int64_t of
 }
 
 // acc += u . broadcast(4 bytes at p), with the broadcast as vpdpbusd's {1to16} memory operand
-// (layout_gemv.cpp, the integer GEMM): GCC does not fold _mm512_set1_epi32 into it, and a
+// (layout_gemv.cpp, where each broadcast serves one vpdpbusd): GCC does not fold _mm512_set1_epi32 into it, and a
 // separate vpbroadcastd costs a vector-pipe slot on Zen 4 (one per vpdpbusd in the layout GEMV:
 // it measured 12 instead of ~9 cycles per 128 codes). Inline asm also keeps the accumulator in
 // place: GCC's _mm512_dpbusd_epi32 copies it to another register before every vpdpbusd.
 inline __m512i dpbusd_bcast(__m512i acc, __m512i u, const int8_t *p) {
   __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*reinterpret_cast<const int32_t *>(p)));
+  return acc;
+}
+
+// The 4 bytes at p in every int32 lane: vpbroadcastd from memory, a load with no vector-pipe
+// work, for a broadcast that several vpdpbusd share (the integer GEMM), and vpdpbusd on
+// registers with the accumulator kept in place (see dpbusd_bcast).
+inline __m512i bcast4(const int8_t *p) {
+  __m512i b;
+  __asm__("vpbroadcastd %1, %0" : "=v"(b) : "m"(*reinterpret_cast<const int32_t *>(p)));
+  return b;
+}
+inline __m512i dpbusd_reg(__m512i acc, __m512i u, __m512i b) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(b));
   return acc;
 }
 

@@ -15,7 +15,11 @@
 // its tokens. vpdpbusd multiplies such a vector by 4 activation bytes of one token broadcast to
 // every lane, so each lane accumulates its own row: no horizontal sums, and the group epilogue
 // runs on 16 rows at once. An 8 x 2 (tokens x panels) microkernel keeps 16 accumulators in
-// registers and issues 16 vpdpbusd per 2 vector loads and 8 broadcasts.
+// registers and issues 16 vpdpbusd per 2 vector loads and 8 broadcasts (each broadcast loaded
+// into a register once for both panels: as vpdpbusd's {1to16} memory operand it was one load
+// per vpdpbusd, 18 loads per 16, and on the Zen 5 that this ran on 2026-12-03 (two 512-bit
+// vpdpbusd a cycle) the loads were the limit: 4096 x 4096 x 512 tokens, linear_q, 12.0 -> 9.5
+// ms, ad-hoc timing; the sweep in bench/results/cpu.md ran the new form).
 #include <immintrin.h>
 
 #include <array>
@@ -143,9 +147,11 @@ void gemm_tile(const lowbit_weight &w, const Geometry &s, int64_t la, const int8
       LOWBIT_UNROLL
       for (int j = 0; j < NP; ++j) wv[j] = _mm512_loadu_si512(up + j * kPanel * s.L + k * kPanel);
       LOWBIT_UNROLL
-      for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i) {
+        const __m512i b = bcast4(am[i] + k);
         LOWBIT_UNROLL
-        for (int j = 0; j < NP; ++j) acc[i][j] = dpbusd_bcast(acc[i][j], wv[j], am[i] + k);
+        for (int j = 0; j < NP; ++j) acc[i][j] = dpbusd_reg(acc[i][j], wv[j], b);
+      }
     }
     LOWBIT_UNROLL
     for (int i = 0; i < MR; ++i) {
