@@ -112,8 +112,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("linear_static", [](int s, int64_t N, int64_t K, int64_t gs, std::uintptr_t qweight, std::uintptr_t scales,
                             std::uintptr_t bias, std::uintptr_t x, int x_dtype, int64_t M, std::uintptr_t act_scale,
                             std::uintptr_t act_zero, std::uintptr_t cluster_end, int64_t C, int abits,
-                            std::uintptr_t y, int y_dtype) {
-    const lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, 0, bias);
+                            std::uintptr_t y, int y_dtype, std::uintptr_t cpu_layout) {
+    lowbit_weight w = make_weight(s, N, K, gs, qweight, scales, 0, bias);
+    w.cpu_layout = ptr<const uint8_t>(cpu_layout);
     lowbit_status st;
     {
       py::gil_scoped_release nogil;

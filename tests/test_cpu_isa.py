@@ -225,7 +225,8 @@ def test_linear_static_matches_scalar(isa, scheme, K):
     """RPTQ's static-activation matmul: the SIMD tables dequantize the same activation codes and
     run their fused-dequant kernel (cpu/common/static_act.h); within 1e-5 of the size of the
     terms of the scalar reference's exact per-piece integer sums, and bit-exact with unit
-    scales (every partial sum an integer below 2^24)."""
+    scales (every partial sum an integer below 2^24). The 4- and 3-bit schemes also with their
+    CPU layout, which the layout GEMV reads as its weight-only twin's (a few tokens)."""
     from lowbit.quant.rptq import expand_segments
     abits = formats.SCHEMES[scheme].abits
     gen = torch.Generator().manual_seed(K + abits)
@@ -238,23 +239,26 @@ def test_linear_static_matches_scalar(isa, scheme, K):
         for unit in (True, False):
             qweight, scales, _, bias, _ = make_weight(scheme, N, K, gs, gen, bias=not unit, unit_scales=unit)
             act_scale = torch.ones(C) if unit else torch.rand(C, generator=gen) * 0.2 + 0.05
-            for M in (1, 5, 40):
+            layout = ops.prepack_cpu(qweight, scales, None, scheme, K, gs)
+            for M in (1, 2, 5, 40):
                 x = torch.randn(M, K, generator=gen) * (2 ** abits if unit else 1.0)
                 outs = {}
-                for isa_ in ("scalar", isa):
-                    lowbit.set_cpu_isa(isa_)
+                for isa_, lay in (("scalar", None), (isa, None), (isa + "+layout", layout)):
+                    lowbit.set_cpu_isa(isa_.split("+")[0])
                     outs[isa_] = ops.linear_static(x, qweight, scales, bias, act_scale, act_zero, seg_end, scheme,
-                                                   K, gs, abits)
+                                                   K, gs, abits, lay)
                 if unit:
                     assert torch.equal(outs[isa], outs["scalar"])
+                    assert torch.equal(outs[isa + "+layout"], outs["scalar"])
                     continue
                 s_ch, z_ch = expand_segments(act_scale, seg_end), expand_segments(act_zero, seg_end)
                 u = (torch.round(x / s_ch) + z_ch).clamp(0, 2 ** abits - 1)
                 xd = ((u - z_ch) * s_ch).double()
                 wd = formats.dequantize(qweight, scales, None, scheme, K, gs).double()
                 mag = xd.abs() @ wd.abs().T
-                err = (outs[isa].double() - outs["scalar"].double()).abs()
-                assert (err <= 1e-5 * mag + 1e-6).all(), (err / (mag + 1e-12)).max()
+                for key in (isa, isa + "+layout"):
+                    err = (outs[key].double() - outs["scalar"].double()).abs()
+                    assert (err <= 1e-5 * mag + 1e-6).all(), (key, (err / (mag + 1e-12)).max())
 
 
 @pytest.mark.parametrize("isa", SIMD_ISAS)

@@ -127,12 +127,15 @@ def test_linear_static_bad_inputs():
     ok = dict(act_scale=torch.tensor([0.1, 0.3]), act_zero=torch.tensor([7, 2], dtype=torch.int32),
               cluster_end=torch.tensor([31, 70], dtype=torch.int32))
 
-    def call(scheme="w4a8", abits=8, x=x, **kw):
+    def call(scheme="w4a8", abits=8, x=x, cpu_layout=None, **kw):
         a = {**ok, **kw}
         return ops.linear_static(x, qweight, scales, None, a["act_scale"], a["act_zero"], a["cluster_end"], scheme,
-                                 K, K, abits)
+                                 K, K, abits, cpu_layout)
 
     call()
+    call(cpu_layout=ops.prepack_cpu(qweight, scales, None, "w4a8", K, K))
+    with pytest.raises(ValueError, match="cpu_layout"):
+        call(cpu_layout=torch.zeros(5, dtype=torch.uint8))
     with pytest.raises(ValueError, match="cluster_end"):
         call(cluster_end=torch.tensor([40, 31], dtype=torch.int32))
     with pytest.raises(ValueError, match="cluster_end"):
@@ -161,14 +164,14 @@ def test_linear_static_bad_inputs():
     y = torch.empty(3, N)
     with pytest.raises(ValueError, match="cluster_end"):
         _C.linear_static(3, N, K, K, qweight.data_ptr(), scales.data_ptr(), 0, x.data_ptr(), 0, 3,
-                         ok["act_scale"].data_ptr(), ok["act_zero"].data_ptr(), ce.data_ptr(), 2, 8, y.data_ptr(), 0)
+                         ok["act_scale"].data_ptr(), ok["act_zero"].data_ptr(), ce.data_ptr(), 2, 8, y.data_ptr(), 0, 0)
     with pytest.raises(ValueError, match="abits"):
         _C.linear_static(3, N, K, K, qweight.data_ptr(), scales.data_ptr(), 0, x.data_ptr(), 0, 3,
                          ok["act_scale"].data_ptr(), ok["act_zero"].data_ptr(), ok["cluster_end"].data_ptr(), 2, 6,
-                         y.data_ptr(), 0)
+                         y.data_ptr(), 0, 0)
     with pytest.raises(ValueError, match="NULL"):
         _C.linear_static(3, N, K, K, qweight.data_ptr(), scales.data_ptr(), 0, x.data_ptr(), 0, 3,
-                         0, ok["act_zero"].data_ptr(), ok["cluster_end"].data_ptr(), 2, 8, y.data_ptr(), 0)
+                         0, ok["act_zero"].data_ptr(), ok["cluster_end"].data_ptr(), 2, 8, y.data_ptr(), 0, 0)
 
 
 def test_static_params_and_fake_quant():
@@ -353,3 +356,41 @@ def test_smollm2_rptq_one_block_runs():
         y = model(input_ids=ids[:1], use_cache=False).logits
     assert torch.isfinite(y).all()
     assert torch.nn.functional.cosine_similarity(y.flatten(), y0.flatten(), 0) > 0.95
+
+
+@pytest.mark.parametrize("scheme", INT_SCHEMES)
+def test_qlinear_static_keeps_cpu_layout_where_read(scheme):
+    """QLinearStatic keeps a CPU layout exactly where the active kernels read one
+    (ops.cpu_layout_used_static: the 4- and 3-bit schemes where w4a16's / w3a16's layout is read),
+    gets the reference's result through it (1-3 tokens run the layout GEMV), and rebuilds it when
+    its weight is written in place."""
+    K, N, gs = 200, 37, 64
+    gen = torch.Generator().manual_seed(11)
+    s = formats.SCHEMES[scheme]
+    codes = torch.randint(0, s.max_code + 1, (N, K), generator=gen, dtype=torch.int32)  # as formats.pack takes them
+    seg_end = torch.tensor([50, 130, 200], dtype=torch.int32)
+    q = QLinearStatic.from_codes(codes, (torch.rand(N, K // gs + 1, generator=gen) * 0.02 + 0.01).half(),
+                                 torch.randn(N, generator=gen), scheme, gs, torch.tensor([0.05, 0.1, 0.07]),
+                                 torch.tensor([3, 1, 2], dtype=torch.int32) % 2 ** s.abits, seg_end)
+    active = _C.cpu_isa()
+    for isa in _C.cpu_isa_supported().split(","):
+        lowbit.set_cpu_isa(isa)
+        try:
+            for M in (1, 2, 3, 7):
+                x = torch.randn(M, K, generator=gen)
+                y = q(x)
+                assert ("_cpu_layout" in q.__dict__) == ops.cpu_layout_used_static(scheme), (isa, scheme)
+                ref = _reference(x, q.qweight, q.scales, q.bias, q.act_scale, q.act_zero, q.cluster_end, scheme, K,
+                                 q.kernel_group_size, q.abits)
+                assert (y.double() - ref).abs().max() <= 1e-5 * ref.abs().max(), (isa, M)
+            if ops.cpu_layout_used_static(scheme):
+                before = q.__dict__["_cpu_layout"][1]
+                q.qweight[0].copy_(q.qweight[1])  # in place: the version counter moves
+                x = torch.randn(1, K, generator=gen)
+                y = q(x)
+                assert q.__dict__["_cpu_layout"][1] is not before
+                ref = _reference(x, q.qweight, q.scales, q.bias, q.act_scale, q.act_zero, q.cluster_end, scheme, K,
+                                 q.kernel_group_size, q.abits)
+                assert (y.double() - ref).abs().max() <= 1e-5 * ref.abs().max(), isa
+        finally:
+            lowbit.set_cpu_isa(active)

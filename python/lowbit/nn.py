@@ -10,6 +10,29 @@ from .formats import get_scheme, num_groups, resolve_group_size, row_bytes
 from .quant.rtn import quantize_weight
 
 
+def cached_cpu_layout(layer: nn.Module, x: torch.Tensor, zeros, used) -> "torch.Tensor | None":
+    """The CPU layout of layer's packed weight (qweight, scales, zeros; scheme, in_features,
+    kernel_group_size) for a call on x, kept in layer._cpu_layout with the key of those tensors
+    (id, storage, version counter) and rebuilt when it changes; None (and any kept one dropped)
+    under torch.compile, off the CPU, with layer.use_cpu_layout False, or where used(scheme) says
+    the active kernels read none (they may change: lowbit.set_cpu_isa). QLinear and RPTQ's
+    QLinearStatic share it."""
+    if torch.compiler.is_compiling():
+        return None
+    qweight, scales = layer.qweight, layer.scales
+    if (not layer.use_cpu_layout or x.device.type != "cpu" or qweight.device.type != "cpu"
+            or not used(layer.scheme)):
+        layer.__dict__.pop("_cpu_layout", None)
+        return None
+    key = tuple((id(t), t.data_ptr(), t._version) for t in (qweight, scales, zeros) if t is not None)
+    cached = layer.__dict__.get("_cpu_layout")
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            layout = ops.prepack_cpu(qweight, scales, zeros, layer.scheme, layer.in_features, layer.kernel_group_size)
+        layer.__dict__["_cpu_layout"] = cached = (key, layout)
+    return cached[1]
+
+
 class QLinear(nn.Module):
     """y = x @ W^T + b with W stored in a lowbit scheme (see `lowbit.SCHEMES`).
 
@@ -124,22 +147,7 @@ class QLinear(nn.Module):
         nor moved by .to(). It holds the same bytes as the packed weight, so a layer run on a
         CPU keeps its packed weights twice. Under torch.compile no layout is used (the version
         check cannot run inside a graph) and the canonical-format kernels serve every call."""
-        if torch.compiler.is_compiling():
-            return None
-        if not self.use_cpu_layout:
-            self.__dict__.pop("_cpu_layout", None)
-            return None
-        if x.device.type != "cpu" or self.qweight.device.type != "cpu" or not ops.cpu_layout_used(self.scheme):
-            self.__dict__.pop("_cpu_layout", None)  # (the active kernels may have changed: lowbit.set_cpu_isa)
-            return None
-        key = self._weight_key()[:3 if self.zeros is not None else 2]
-        cached = getattr(self, "_cpu_layout", None)
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                layout = ops.prepack_cpu(self.qweight, self.scales, self.zeros, self.scheme, self.in_features,
-                                         self.kernel_group_size)
-            self._cpu_layout = cached = (key, layout)
-        return cached[1]
+        return cached_cpu_layout(self, x, self.zeros, ops.cpu_layout_used)
 
     @torch.no_grad()
     def dequantize(self) -> torch.Tensor:

@@ -123,9 +123,18 @@ def cpu_layout_bytes(scheme, out_features, in_features, group_size) -> int:
 
 def cpu_layout_used(scheme) -> bool:
     """Whether the active CPU kernels (lowbit.backend_info()["cpu_isa"]) read this scheme's CPU
-    layout at some token count: on AVX2 w4a16, w3a16, w3a3, w4a8, w4a4; on AVX-512 w4a16, w3a16,
-    w3a3, ternary, binary; the scalar reference none. QLinear builds a layout only then."""
+    layout at some token count: on AVX2 w4a16, w3a16, w3a3, w4a8, w4a4; on AVX-512 these and
+    ternary, binary; the scalar reference none. QLinear builds a layout only then."""
     return _C.cpu_layout_used(get_scheme(scheme).id)
+
+
+def cpu_layout_used_static(scheme) -> bool:
+    """The same for linear_static (RPTQ, QLinearStatic): its CPU kernels dequantize the static
+    activation codes and run the 4- and 3-bit integer weights as their weight-only twins (zero
+    point = code offset, csrc/cpu/common/static_act.h), so they read a w4a8/w4a4/w3a3 layout
+    wherever the active kernels read w4a16's/w3a16's; w8a8 has none."""
+    s = get_scheme(scheme)
+    return s.compute == "integer" and s.wbits in (3, 4) and cpu_layout_used("w4a16" if s.wbits == 4 else "w3a16")
 
 
 def prepack_cpu(qweight, scales, zeros, scheme, in_features, group_size):
@@ -409,12 +418,15 @@ def _check_static_values(act_scale, act_zero, cluster_end, in_features, abits):
 
 
 def linear_static(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features, group_size,
-                  abits):
+                  abits, cpu_layout=None):
     """y = x @ dequant(W)^T + bias with x quantized statically per channel segment (RPTQ):
     u = clamp(round(x / act_scale[c]) + act_zero[c], 0, 2^abits - 1) for the channels of
     segment c = [cluster_end[c-1], cluster_end[c]); integer dot products, exact int32 sums.
+    cpu_layout: None, or prepack_cpu() of this weight, read where cpu_layout_used_static(scheme)
+    (a few tokens; as in linear, nothing checks that it matches the weight).
     torch.ops.lowbit.linear_static; direct call when _eager."""
-    args = (x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features, group_size, abits)
+    args = (x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features, group_size, abits,
+            cpu_layout)
     if _eager(x, scales, bias, act_scale):
         return _linear_static_impl(*args)
     return torch.ops.lowbit.linear_static(*args)
@@ -423,13 +435,14 @@ def linear_static(x, qweight, scales, bias, act_scale, act_zero, cluster_end, sc
 @torch.library.custom_op("lowbit::linear_static", mutates_args=())
 def _linear_static_op(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor],
                       act_scale: torch.Tensor, act_zero: torch.Tensor, cluster_end: torch.Tensor, scheme: str,
-                      in_features: int, group_size: int, abits: int) -> torch.Tensor:
+                      in_features: int, group_size: int, abits: int,
+                      cpu_layout: Optional[torch.Tensor] = None) -> torch.Tensor:
     return _linear_static_impl(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features,
-                               group_size, abits)
+                               group_size, abits, cpu_layout)
 
 
 def _linear_static_impl(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features,
-                        group_size, abits):
+                        group_size, abits, cpu_layout=None):
     _check_x(x, in_features)
     _check_cpu(x, "x")
     s, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, x.device)
@@ -439,16 +452,20 @@ def _linear_static_impl(x, qweight, scales, bias, act_scale, act_zero, cluster_e
     # Values (positive finite scales, zeros in range, increasing ends) are checked by the C API,
     # whose ValueError names them: checking them here too cost ~40 us of torch reductions a call.
     C = _check_static(x, act_scale, act_zero, cluster_end, in_features, abits)
+    if cpu_layout is not None:
+        _check_layout(cpu_layout, s, N, in_features, group_size)
     y = torch.empty(*x.shape[:-1], N, dtype=x.dtype)
     b = _bias_f32(bias)
     _C.linear_static(s.id, N, in_features, group_size, qweight.data_ptr(), scales.data_ptr(), _ptr(b),
                      x.data_ptr(), _DTYPE_IDS[x.dtype], x.numel() // in_features, act_scale.data_ptr(),
-                     act_zero.data_ptr(), cluster_end.data_ptr(), C, abits, y.data_ptr(), _DTYPE_IDS[y.dtype])
+                     act_zero.data_ptr(), cluster_end.data_ptr(), C, abits, y.data_ptr(), _DTYPE_IDS[y.dtype],
+                     _ptr(cpu_layout))
     return y
 
 
 @_linear_static_op.register_fake
-def _(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features, group_size, abits):
+def _(x, qweight, scales, bias, act_scale, act_zero, cluster_end, scheme, in_features, group_size, abits,
+      cpu_layout=None):
     _check_x(x, in_features)
     _, N = check_weight(qweight, scales, None, bias, scheme, in_features, group_size, x.device)
     _check_static(x, act_scale, act_zero, cluster_end, in_features, abits)

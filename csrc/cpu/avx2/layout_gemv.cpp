@@ -148,10 +148,12 @@ void tile_gemv(const lowbit_weight &w, const CpuLayout &L, const Geometry &s, co
     const __m256 sc[2] = {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(sc_p))),
                           _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(sc_p + kHalf * 2)))};
     __m256i z[2];
-    if (P > 1) {
+    if (P > 1 && scheme_info(w.scheme).has_zeros) {
       const uint8_t *z_p = tile + L.code_bytes() + L.G * kLayoutRows * 2 + g * kLayoutRows;
       z[0] = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(z_p)));
       z[1] = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(z_p + kHalf)));
+    } else if (P > 1) {  // an integer scheme with float activations (weight_only_layout): zero = code offset
+      z[0] = z[1] = _mm256_set1_epi32(offset);
     }
     const int64_t g_end = g * s.bpg + s.group_blocks(g);
     for (int64_t b0 = g * s.bpg; b0 < g_end; b0 += sp.span / kBlock, dsum += P) {
@@ -259,9 +261,12 @@ bool weight_only_gemv(const lowbit_weight &w, const float *x, int64_t M, float *
 
 // Both return false (and write nothing) when they do not apply: no layout, too many tokens,
 // or (weight-only) non-finite activations; the caller then runs its own kernel.
+// weight_only_layout also takes the 4- and 3-bit integer schemes' weights (w4a8, w4a4, w3a3)
+// with float activations, zero point = code offset (the RPTQ static path: see the AVX-512 twin).
 bool weight_only_layout(const lowbit_weight &w, const float *x, int64_t M, float *y) {
-  if (!w.cpu_layout || M > kMaxTokensW) return false;
-  return w.scheme == LOWBIT_W4A16 ? weight_only_gemv<4>(w, x, M, y) : weight_only_gemv<3>(w, x, M, y);
+  if (!w.cpu_layout || M > kMaxTokensW || w.scheme == LOWBIT_W8A8 || scheme_info(w.scheme).compute == Compute::AddOnly)
+    return false;
+  return scheme_info(w.scheme).wbits == 4 ? weight_only_gemv<4>(w, x, M, y) : weight_only_gemv<3>(w, x, M, y);
 }
 
 bool integer_layout(const lowbit_weight &w, const int8_t *q, const float *scale, int64_t M, float *y) {

@@ -6,6 +6,7 @@
 namespace lowbit {
 namespace avx2 {
 void weight_only(const lowbit_weight &, const float *, int64_t, float *);
+bool weight_only_layout(const lowbit_weight &, const float *, int64_t, float *);  // layout_gemv.cpp
 void integer(const lowbit_weight &, const int8_t *, const float *, int64_t, float *);
 void addonly(const lowbit_weight &, const int8_t *, const float *, int64_t, float *);
 void quantize_act(const float *, int64_t, int64_t, int, int8_t *, float *);
@@ -19,7 +20,7 @@ const KernelTable *avx2_kernels() {
     t.integer = avx2::integer;
     t.addonly = avx2::addonly;
     t.quantize_act = avx2::quantize_act;
-    t.static_act = static_act_via_weight_only<avx2::weight_only>;  // RPTQ: see common/static_act.h
+    t.static_act = static_act_via_weight_only<avx2::weight_only, avx2::weight_only_layout>;  // RPTQ: see common/static_act.h
     // layout_gemv.cpp; not ternary/binary (addonly.cpp says why).
     t.layout_schemes = layout_bit(LOWBIT_W4A16) | layout_bit(LOWBIT_W3A16) | layout_bit(LOWBIT_W3A3) |
                        layout_bit(LOWBIT_W4A8) | layout_bit(LOWBIT_W4A4);

@@ -142,8 +142,12 @@ void tile_gemv(const lowbit_weight &w, const CpuLayout &L, const Geometry &s, co
         const __m512i dot = _mm512_sub_epi32(sum(0), _mm512_set1_epi32(offset * dsum[0]));
         yacc[i] = _mm512_add_ps(yacc[i], _mm512_mul_ps(sc, _mm512_cvtepi32_ps(dot)));
       } else {
+        // Zero points from the tile; an integer scheme's weight read with float activations (the
+        // RPTQ static path, see weight_only_layout) has none stored: its zero is the code offset.
         const uint8_t *z_p = tile + L.code_bytes() + L.G * kLayoutRows * 2 + g * kLayoutRows;
-        const __m512i z = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(z_p)));
+        const __m512i z = scheme_info(w.scheme).has_zeros
+                              ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(z_p)))
+                              : _mm512_set1_epi32(offset);
         auto plane = [&](int p) {  // sum u d_p - zero * sum d_p: exact, |.| <= 128 * 15 * K < 2^31
           return _mm512_cvtepi32_ps(_mm512_sub_epi32(sum(p), _mm512_mullo_epi32(z, _mm512_set1_epi32(dsum[p]))));
         };
@@ -216,9 +220,13 @@ bool weight_only_gemv(const lowbit_weight &w, const float *x, int64_t M, float *
 
 // Both return false (and write nothing) when they do not apply: no layout, too many tokens,
 // or (weight-only) non-finite activations; the caller then runs its own kernel.
+// weight_only_layout also takes the 4- and 3-bit integer schemes' weights (w4a8, w4a4, w3a3)
+// with float activations: their layout is w4a16's / w3a16's without the zero points, which are
+// the code offset (common/static_act.h, the RPTQ static path, dequantizes its activation codes
+// and runs them through here).
 bool weight_only_layout(const lowbit_weight &w, const float *x, int64_t M, float *y) {
-  if (!w.cpu_layout) return false;
-  if (w.scheme == LOWBIT_W4A16) return M <= kMaxTokensW4 && weight_only_gemv<4>(w, x, M, y);
+  if (!w.cpu_layout || w.scheme == LOWBIT_W8A8 || scheme_info(w.scheme).compute == Compute::AddOnly) return false;
+  if (scheme_info(w.scheme).wbits == 4) return M <= kMaxTokensW4 && weight_only_gemv<4>(w, x, M, y);
   return M <= kMaxTokensW3 && weight_only_gemv<3>(w, x, M, y);
 }
 

@@ -25,7 +25,8 @@
 namespace lowbit {
 namespace {
 
-template <void (*WeightOnly)(const lowbit_weight &, const float *, int64_t, float *)>
+template <void (*WeightOnly)(const lowbit_weight &, const float *, int64_t, float *),
+          bool (*WeightOnlyLayout)(const lowbit_weight &, const float *, int64_t, float *)>
 void static_act_via_weight_only(const lowbit_weight &w, const float *x, int64_t M, const float *act_scale,
                                 const int32_t *act_zero, const int32_t *seg_end, int64_t C, int abits, float *y) {
   const SchemeInfo &si = scheme_info(w.scheme);
@@ -44,13 +45,16 @@ void static_act_via_weight_only(const lowbit_weight &w, const float *x, int64_t 
       }
     }
   }
-  // 2. The weight as its weight-only twin: same bytes and scales, zero = the code offset.
+  // 2. With a CPU layout (a few tokens), the layout GEMV reads it as its weight-only twin's:
+  //    the same bytes, zero = the code offset (avx*/layout_gemv.cpp, weight_only_layout).
+  if (WeightOnlyLayout(w, xd.data(), M, y)) return;
+  // 3. Otherwise the weight as its weight-only twin: same bytes and scales, zero = the code offset.
   const int64_t G = num_groups(K, w.group_size);
   std::vector<uint8_t> zeros(static_cast<size_t>(w.N * G), static_cast<uint8_t>(si.code_offset));
   lowbit_weight twin = w;
   twin.scheme = si.wbits == 4 ? LOWBIT_W4A16 : LOWBIT_W3A16;
   twin.zeros = zeros.data();
-  twin.cpu_layout = nullptr;  // the layout of w (if any) holds the integer codes' order, not these
+  twin.cpu_layout = nullptr;  // w's layout (if any) was declined above (too many tokens, Inf/NaN)
   WeightOnly(twin, xd.data(), M, y);
 }
 

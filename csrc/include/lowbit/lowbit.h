@@ -120,7 +120,8 @@ lowbit_status lowbit_linear_q(const lowbit_weight *w, const int8_t *q, const flo
  *             act_scale[c] * wscale[n,g] * (sum_{k in piece} (u[m,k] - act_zero[c]) * q_w[n,k]) + bias[n]
  * with exact int32 inner sums (K <= 65536 so they cannot overflow). abits: 8, 4 or 3 (any
  * integer weight scheme may be combined with any of them). Segments need not be multiples of
- * 32 nor aligned with the weight groups. */
+ * 32 nor aligned with the weight groups. w->cpu_layout: NULL or lowbit_prepack_cpu of w, read
+ * (w4a8, w4a4, w3a3; a few tokens) by the CPU kernels that read w4a16's / w3a16's layout. */
 lowbit_status lowbit_linear_static(const lowbit_weight *w, const void *x, lowbit_dtype x_dtype, int64_t M,
                                    const float *act_scale, const int32_t *act_zero, const int32_t *cluster_end,
                                    int64_t C, int abits, void *y, lowbit_dtype y_dtype);

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import formats, ops
+from ..nn import cached_cpu_layout
 from ..formats import get_scheme, num_groups, resolve_group_size, row_bytes
 from .gptq import gptq_quantize
 from .kmeans import kmeans
@@ -140,7 +141,12 @@ class QLinearStatic(nn.Module):
     activation quantizer: act_scale float32 [S], act_zero int32 [S], cluster_end int32 [S] (the
     exclusive end channel of each contiguous segment; a cluster may own several segments).
     The weight columns are stored in the (reordered) order of the input it receives.
-    simulate=True runs the same arithmetic in float torch instead of the kernel (not saved)."""
+    simulate=True runs the same arithmetic in float torch instead of the kernel (not saved).
+    On a CPU whose kernels read it (ops.cpu_layout_used_static: the 4- and 3-bit schemes) the
+    layer also keeps its weight in the CPU layout, as QLinear does (use_cpu_layout = False opts
+    out); a few tokens then run the layout GEMV."""
+
+    use_cpu_layout: bool = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, scheme: str = "w4a8",
                  group_size: "int | None" = None, segments: int = 1, abits: "int | None" = None, device=None):
@@ -212,9 +218,11 @@ class QLinearStatic(nn.Module):
             s, z = self.channel_params()
             return F.linear(fake_quant_static(x, s, z, self.abits), self._w.to(x.dtype),
                             None if self.bias is None else self.bias.to(x.dtype))
-        return ops.linear_static(x.contiguous(), self.qweight, self.scales, self.bias, self.act_scale,
+        x = x.contiguous()
+        return ops.linear_static(x, self.qweight, self.scales, self.bias, self.act_scale,
                                  self.act_zero, self.cluster_end, self.scheme, self.in_features,
-                                 self.kernel_group_size, self.abits)
+                                 self.kernel_group_size, self.abits,
+                                 cached_cpu_layout(self, x, None, ops.cpu_layout_used_static))
 
     def bits_per_weight(self) -> float:
         return formats.bits_per_weight(self.scheme, self.in_features, self.kernel_group_size)
