@@ -88,27 +88,40 @@ inline void decode_block(const uint8_t *blk, __m512i u[8]) {
   }
 }
 
-// One tile (16 rows) from t, MT tokens from m0; P activation planes (4 digit planes for
+// T tiles (16 rows each) from t, MT tokens from m0; P activation planes (4 digit planes for
 // w4a16/w3a16, 1 for the integer schemes). kSplit accumulator sets (units q % kSplit) keep
-// enough independent vpdpbusd chains in flight when MT * P is small.
-template <int kBits, int P, int MT, int kSplit>
+// enough independent vpdpbusd chains in flight when MT * P * T is small. With T = 2 (one
+// token, digit planes) each activation broadcast is loaded once into a register for both tiles:
+// as vpdpbusd's memory operand it is one load per vpdpbusd, and on a CPU that issues two
+// 512-bit vpdpbusd a cycle (Zen 5: bench/results/vnni_width.md) they are as many as the
+// vpdpbusd themselves (the integer GEMM was bound by such loads, integer.cpp). On that machine
+// (ad-hoc timings, 2026-12-03, one token, 4096x4096): weights in cache w4a16 0.110 -> 0.098-0.104
+// ms, w3a16 0.110-0.123 -> 0.097-0.098; from DRAM only 0.235 -> 0.230 and 0.182-0.204 -> 0.182-0.189
+// (a read of as many bytes by torch: 0.20 / 0.15 ms). Prefetching two pairs ahead: no change.
+template <int kBits, int P, int MT, int kSplit, int T = 1>
 void tile_gemv(const lowbit_weight &w, const CpuLayout &L, const Geometry &s, const TokenPlanes *tok, int64_t t,
                int64_t m0, float *y) {
   const int64_t bpb = kBits * 64;  // bytes of one block of a tile
-  const uint8_t *tile = w.cpu_layout + t * L.tile_bytes();
-  const uint8_t *next = tile + L.tile_bytes();  // prefetched into L2 a tile ahead (see below)
-  const int32_t offset = scheme_info(w.scheme).code_offset;  // integer schemes: q = u - offset
-  __m512 yacc[MT];
+  const uint8_t *tile[T];
   LOWBIT_UNROLL
-  for (int i = 0; i < MT; ++i) yacc[i] = _mm512_setzero_ps();
+  for (int j = 0; j < T; ++j) tile[j] = w.cpu_layout + (t + j) * L.tile_bytes();
+  const int64_t ahead = T * L.tile_bytes();  // the same bytes of the next tile(s) this thread reads, see below
+  const int32_t offset = scheme_info(w.scheme).code_offset;  // integer schemes: q = u - offset
+  __m512 yacc[T][MT];
+  LOWBIT_UNROLL
+  for (int j = 0; j < T; ++j)
+    LOWBIT_UNROLL
+    for (int i = 0; i < MT; ++i) yacc[j][i] = _mm512_setzero_ps();
   for (int64_t g = 0; g < s.G; ++g) {
-    __m512i acc[kSplit][MT][P];
+    __m512i acc[kSplit][MT][P][T];
     LOWBIT_UNROLL
     for (int h = 0; h < kSplit; ++h)
       LOWBIT_UNROLL
       for (int i = 0; i < MT; ++i)
         LOWBIT_UNROLL
-        for (int p = 0; p < P; ++p) acc[h][i][p] = _mm512_setzero_si512();
+        for (int p = 0; p < P; ++p)
+          LOWBIT_UNROLL
+          for (int j = 0; j < T; ++j) acc[h][i][p][j] = _mm512_setzero_si512();
     const int64_t b_end = g * s.bpg + s.group_blocks(g);
     for (int64_t b = g * s.bpg; b < b_end; ++b) {
       // The hardware prefetchers alone streamed these tiles at ~13 GB/s of 29 (Zen 4 VM, ad-hoc
@@ -116,74 +129,96 @@ void tile_gemv(const lowbit_weight &w, const CpuLayout &L, const Geometry &s, co
       // fetching the same block of the next tile into L2 brought it to ~21 (prefetching 1-16
       // KiB ahead into L1/L2 did not; two or four tiles ahead measured slower than one).
       LOWBIT_UNROLL
-      for (int l = 0; l < bpb; l += 64) _mm_prefetch(reinterpret_cast<const char *>(next + b * bpb + l), _MM_HINT_T1);
-      __m512i u[8];
-      decode_block<kBits>(tile + b * bpb, u);
+      for (int j = 0; j < T; ++j)
+        LOWBIT_UNROLL
+        for (int l = 0; l < bpb; l += 64)
+          _mm_prefetch(reinterpret_cast<const char *>(tile[j] + ahead + b * bpb + l), _MM_HINT_T1);
+      __m512i u[T][8];
+      LOWBIT_UNROLL
+      for (int j = 0; j < T; ++j) decode_block<kBits>(tile[j] + b * bpb, u[j]);
       LOWBIT_UNROLL
       for (int q = 0; q < 8; ++q)
         LOWBIT_UNROLL
         for (int i = 0; i < MT; ++i)
           LOWBIT_UNROLL
-          for (int p = 0; p < P; ++p)
-            acc[q % kSplit][i][p] = dpbusd_bcast(acc[q % kSplit][i][p], u[q], tok[m0 + i].d + p * s.Kp + b * kBlock + 4 * q);
+          for (int p = 0; p < P; ++p) {
+            const int8_t *a = tok[m0 + i].d + p * s.Kp + b * kBlock + 4 * q;
+            if (T == 1) {
+              acc[q % kSplit][i][p][0] = dpbusd_bcast(acc[q % kSplit][i][p][0], u[0][q], a);
+            } else {
+              const __m512i av = bcast4(a);
+              LOWBIT_UNROLL
+              for (int j = 0; j < T; ++j) acc[q % kSplit][i][p][j] = dpbusd_reg(acc[q % kSplit][i][p][j], u[j][q], av);
+            }
+          }
     }
-    const uint8_t *sc_p = tile + L.code_bytes() + g * kLayoutRows * 2;
-    const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(sc_p)));
     LOWBIT_UNROLL
-    for (int i = 0; i < MT; ++i) {
-      const int32_t *dsum = tok[m0 + i].gsum + g * P;
-      auto sum = [&](int p) {
-        __m512i a = acc[0][i][p];
-        LOWBIT_UNROLL
-        for (int h = 1; h < kSplit; ++h) a = _mm512_add_epi32(a, acc[h][i][p]);
-        return a;
-      };
-      if (P == 1) {  // the reference: acc += wscale * (float)dot, dot = sum u q - offset * sum q
-        const __m512i dot = _mm512_sub_epi32(sum(0), _mm512_set1_epi32(offset * dsum[0]));
-        yacc[i] = _mm512_add_ps(yacc[i], _mm512_mul_ps(sc, _mm512_cvtepi32_ps(dot)));
-      } else {
-        // Zero points from the tile; an integer scheme's weight read with float activations (the
-        // RPTQ static path, see weight_only_layout) has none stored: its zero is the code offset.
-        const uint8_t *z_p = tile + L.code_bytes() + L.G * kLayoutRows * 2 + g * kLayoutRows;
-        const __m512i z = scheme_info(w.scheme).has_zeros
-                              ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(z_p)))
-                              : _mm512_set1_epi32(offset);
-        auto plane = [&](int p) {  // sum u d_p - zero * sum d_p: exact, |.| <= 128 * 15 * K < 2^31
-          return _mm512_cvtepi32_ps(_mm512_sub_epi32(sum(p), _mm512_mullo_epi32(z, _mm512_set1_epi32(dsum[p]))));
+    for (int j = 0; j < T; ++j) {
+      const uint8_t *sc_p = tile[j] + L.code_bytes() + g * kLayoutRows * 2;
+      const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(sc_p)));
+      LOWBIT_UNROLL
+      for (int i = 0; i < MT; ++i) {
+        const int32_t *dsum = tok[m0 + i].gsum + g * P;
+        auto sum = [&](int p) {
+          __m512i a = acc[0][i][p][j];
+          LOWBIT_UNROLL
+          for (int h = 1; h < kSplit; ++h) a = _mm512_add_epi32(a, acc[h][i][p][j]);
+          return a;
         };
-        const __m512 c256 = _mm512_set1_ps(256.0f);
-        __m512 f = plane(3);
-        f = _mm512_fmadd_ps(f, c256, plane(2));
-        f = _mm512_fmadd_ps(f, c256, plane(1));
-        f = _mm512_fmadd_ps(f, c256, plane(0));
-        yacc[i] = _mm512_fmadd_ps(f, sc, yacc[i]);
+        if (P == 1) {  // the reference: acc += wscale * (float)dot, dot = sum u q - offset * sum q
+          const __m512i dot = _mm512_sub_epi32(sum(0), _mm512_set1_epi32(offset * dsum[0]));
+          yacc[j][i] = _mm512_add_ps(yacc[j][i], _mm512_mul_ps(sc, _mm512_cvtepi32_ps(dot)));
+        } else {
+          // Zero points from the tile; an integer scheme's weight read with float activations (the
+          // RPTQ static path, see weight_only_layout) has none stored: its zero is the code offset.
+          const uint8_t *z_p = tile[j] + L.code_bytes() + L.G * kLayoutRows * 2 + g * kLayoutRows;
+          const __m512i z = scheme_info(w.scheme).has_zeros
+                                ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(z_p)))
+                                : _mm512_set1_epi32(offset);
+          auto plane = [&](int p) {  // sum u d_p - zero * sum d_p: exact, |.| <= 128 * 15 * K < 2^31
+            return _mm512_cvtepi32_ps(_mm512_sub_epi32(sum(p), _mm512_mullo_epi32(z, _mm512_set1_epi32(dsum[p]))));
+          };
+          const __m512 c256 = _mm512_set1_ps(256.0f);
+          __m512 f = plane(3);
+          f = _mm512_fmadd_ps(f, c256, plane(2));
+          f = _mm512_fmadd_ps(f, c256, plane(1));
+          f = _mm512_fmadd_ps(f, c256, plane(0));
+          yacc[j][i] = _mm512_fmadd_ps(f, sc, yacc[j][i]);
+        }
       }
     }
   }
-  const int64_t n0 = t * kLayoutRows;
-  const int nr = static_cast<int>(std::min<int64_t>(kLayoutRows, w.N - n0));
-  const __mmask16 mask = static_cast<__mmask16>((1u << nr) - 1);
-  const __m512 bias = w.bias ? _mm512_maskz_loadu_ps(mask, w.bias + n0) : _mm512_setzero_ps();
   LOWBIT_UNROLL
-  for (int i = 0; i < MT; ++i) {
-    const TokenPlanes &tp = tok[m0 + i];
-    __m512 v = _mm512_mul_ps(yacc[i], _mm512_set1_ps(tp.f0));
-    if (P > 1) v = _mm512_mul_ps(v, _mm512_set1_ps(tp.f1));
-    _mm512_mask_storeu_ps(y + (m0 + i) * w.N + n0, mask, _mm512_add_ps(v, bias));
+  for (int j = 0; j < T; ++j) {
+    const int64_t n0 = (t + j) * kLayoutRows;
+    const int nr = static_cast<int>(std::min<int64_t>(kLayoutRows, w.N - n0));
+    const __mmask16 mask = static_cast<__mmask16>((1u << nr) - 1);
+    const __m512 bias = w.bias ? _mm512_maskz_loadu_ps(mask, w.bias + n0) : _mm512_setzero_ps();
+    LOWBIT_UNROLL
+    for (int i = 0; i < MT; ++i) {
+      const TokenPlanes &tp = tok[m0 + i];
+      __m512 v = _mm512_mul_ps(yacc[j][i], _mm512_set1_ps(tp.f0));
+      if (P > 1) v = _mm512_mul_ps(v, _mm512_set1_ps(tp.f1));
+      _mm512_mask_storeu_ps(y + (m0 + i) * w.N + n0, mask, _mm512_add_ps(v, bias));
+    }
   }
 }
 
-// All tiles for M <= 3 tokens, threads over tiles.
+// All tiles for M <= 3 tokens, threads over tiles (one token of digit planes: pairs of tiles).
 template <int kBits, int P>
 void run_tiles_layout(const lowbit_weight &w, const Geometry &s, const TokenPlanes *tok, int64_t M, float *y) {
   const CpuLayout L(w.scheme, w.N, w.K, w.group_size);
+  constexpr bool kPairs = P > 1;
   run_row_ranges(L.tiles, M * w.K * kLayoutRows * P, [&](int64_t t0, int64_t count) {
-    for (int64_t t = t0; t < t0 + count; ++t) switch (M) {
+    int64_t t = t0;
+    if (kPairs && M == 1)
+      for (; t + 1 < t0 + count; t += 2) tile_gemv<kBits, P, 1, 1, 2>(w, L, s, tok, t, 0, y);
+    for (; t < t0 + count; ++t) switch (M) {
         case 1: tile_gemv<kBits, P, 1, P == 1 ? 8 : 2>(w, L, s, tok, t, 0, y); break;
         case 2: tile_gemv<kBits, P, 2, P == 1 ? 4 : 1>(w, L, s, tok, t, 0, y); break;
         default: tile_gemv<kBits, P, 3, P == 1 ? 2 : 1>(w, L, s, tok, t, 0, y); break;
       }
-  }, /*unit=*/1);
+  }, /*unit=*/kPairs ? 2 : 1);
 }
 
 // Up to this many tokens the digit planes win: their cost grows with every token (4 planes
