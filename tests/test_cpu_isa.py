@@ -240,8 +240,10 @@ def test_linear_static_matches_scalar(isa, scheme, K):
             qweight, scales, _, bias, _ = make_weight(scheme, N, K, gs, gen, bias=not unit, unit_scales=unit)
             act_scale = torch.ones(C) if unit else torch.rand(C, generator=gen) * 0.2 + 0.05
             layout = ops.prepack_cpu(qweight, scales, None, scheme, K, gs)
-            for M in (1, 2, 5, 40):
+            for M in (1, 2, 5, 40, 70):  # 70 x 1000: the activation codes on the threads
                 x = torch.randn(M, K, generator=gen) * (2 ** abits if unit else 1.0)
+                if M == 70 and not unit:  # the reference's clamp: NaN -> code 0, +-Inf -> the ends
+                    x[3, 5], x[4, 7], x[5, 9] = float("nan"), float("inf"), float("-inf")
                 outs = {}
                 for isa_, lay in (("scalar", None), (isa, None), (isa + "+layout", layout)):
                     lowbit.set_cpu_isa(isa_.split("+")[0])
@@ -253,6 +255,7 @@ def test_linear_static_matches_scalar(isa, scheme, K):
                     continue
                 s_ch, z_ch = expand_segments(act_scale, seg_end), expand_segments(act_zero, seg_end)
                 u = (torch.round(x / s_ch) + z_ch).clamp(0, 2 ** abits - 1)
+                u = torch.where(torch.isnan(u), 0.0, u)
                 xd = ((u - z_ch) * s_ch).double()
                 wd = formats.dequantize(qweight, scales, None, scheme, K, gs).double()
                 mag = xd.abs() @ wd.abs().T
